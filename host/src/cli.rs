@@ -1,0 +1,467 @@
+//! The `tessera` command line: argument parsing and the commands themselves, each a thin
+//! layer over `plugin`, `conformance` and `server`. Output is for people by default and JSON
+//! with `--json`; errors go to standard error and give a non-zero exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tessera_proto::providers::ProviderSummary;
+
+use crate::config::{Config, LogFormat, Overrides};
+use crate::plugin::types::{AuthKind, ProviderInfo};
+use crate::plugin::{Plugin, PoolingMode, Registry, RegistryConfig, Runtime, RuntimeConfig};
+use crate::{conformance, scaffold, server};
+
+/// Tessera: a self-hosted credential vault, authorization layer and audit pipeline for apps
+/// and AI agents that call third-party APIs.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about)]
+pub struct Args {
+    /// Data directory (state, component cache).
+    #[arg(long, global = true, env = "TESSERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (default: tessera.toml in the data directory, when present).
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of operator-supplied provider components (`*.wasm`).
+    #[arg(long, global = true)]
+    pub providers_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host: load providers, watch the providers directory, serve HTTP.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Provider components: list, inspect, check, scaffold.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+}
+
+/// `tessera provider …`
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// List the providers this host serves.
+    List,
+    /// Show one provider's manifest, contract version, imports and hash.
+    Inspect {
+        /// A provider id, or the path of a `.wasm` component.
+        target: String,
+    },
+    /// Run the conformance suite against a component and print a pass/fail table.
+    Check {
+        /// Component files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Scaffold a new provider crate that builds and passes `check` unchanged.
+    New {
+        /// Provider id: lower-case letters, digits and dashes.
+        name: String,
+        /// Where to create the crate (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Kind of provider.
+        #[arg(long, value_enum, default_value_t = scaffold::Kind::Oauth2)]
+        kind: scaffold::Kind,
+        /// Path of the provider SDK crate (default: the SDK of the source tree this binary
+        /// was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+}
+
+/// Runs one command.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let overrides = Overrides {
+        data_dir: args.data_dir.clone(),
+        providers_dir: args.providers_dir.clone(),
+        listen: match &args.command {
+            Command::Serve { listen } => *listen,
+            Command::Provider(_) => None,
+        },
+        log_format: args.log_format,
+    };
+    let config = Arc::new(Config::load(args.config.as_deref(), &overrides)?);
+    // A server logs its life at `info`; one-shot commands only say what went wrong.
+    let default_level = if matches!(args.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(config.log_format, default_level);
+    match args.command {
+        Command::Serve { .. } => serve(&config),
+        Command::Provider(cmd) => provider(&config, cmd, args.json),
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests calling `run` twice) is harmless, so its error is ignored.
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// The plugin runtime as the configuration says.
+fn runtime(config: &Config) -> Result<Runtime> {
+    let deadline = config.deadline();
+    let runtime_config = RuntimeConfig {
+        deadline,
+        // The outer timeout only matters if epoch interruption failed to stop a guest.
+        timeout: deadline + Duration::from_millis(250),
+        memory_limit: usize::try_from(config.plugins.memory_mib << 20)?,
+        cache_dir: Some(config.component_cache_dir()),
+        pooling: if config.plugins.pooling {
+            PoolingMode::Probe
+        } else {
+            PoolingMode::Off
+        },
+        ..RuntimeConfig::default()
+    };
+    Ok(Runtime::new(runtime_config)?)
+}
+
+/// Every provider: the built-ins plus the operator's directory. `watch` keeps scanning the
+/// directory for added or replaced components.
+fn registry(config: &Config, watch: bool) -> Result<Registry> {
+    let builtins = crate::builtin::components()
+        .into_iter()
+        .map(|(name, bytes)| (name, bytes.to_vec()))
+        .collect();
+    let registry_config = RegistryConfig {
+        dir: config.providers_dir.clone(),
+        allow_override_builtins: config.allow_builtin_override,
+        poll_interval: watch.then(|| Duration::from_millis(config.plugins.watch_interval_ms)),
+    };
+    if let Some(dir) = &config.providers_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the providers directory {}", dir.display()))?;
+    }
+    Ok(Registry::new(runtime(config)?, builtins, registry_config)?)
+}
+
+fn serve(config: &Arc<Config>) -> Result<ExitCode> {
+    let registry = Arc::new(registry(config, true)?);
+    let report = registry.load_report();
+    tracing::info!(
+        providers = report.loaded,
+        from_cache = report.from_cache,
+        elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        "providers loaded"
+    );
+    // The watcher thread runs until this guard drops, after the server has stopped.
+    let _watcher = registry.watch()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    tokio.block_on(server::serve(config.clone(), registry))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn provider(config: &Config, cmd: ProviderCommand, json: bool) -> Result<ExitCode> {
+    match cmd {
+        ProviderCommand::List => {
+            let registry = registry(config, false)?;
+            let plugins = registry.list();
+            if json {
+                let items: Vec<_> = plugins.iter().map(|p| summary(p)).collect();
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else if plugins.is_empty() {
+                println!("no providers loaded (built-ins are embedded by `cargo xtask build`)");
+            } else {
+                println!(
+                    "{:<16} {:<20} {:<15} {:<8} SOURCE",
+                    "ID", "NAME", "AUTH", "VERSION"
+                );
+                for p in &plugins {
+                    let i = p.info();
+                    println!(
+                        "{:<16} {:<20} {:<15} {:<8} {}",
+                        i.id,
+                        i.display_name,
+                        auth_kind(i.auth_kind),
+                        i.version,
+                        p.source()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ProviderCommand::Inspect { target } => {
+            let plugin = if Path::new(&target).is_file() {
+                load_file(config, Path::new(&target))?
+            } else {
+                let registry = registry(config, false)?;
+                registry.get(&target).with_context(|| {
+                    let known: Vec<_> = registry
+                        .list()
+                        .iter()
+                        .map(|p| p.info().id.clone())
+                        .collect();
+                    format!("no provider `{target}`; known: {}", known.join(", "))
+                })?
+            };
+            print_inspect(&plugin, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ProviderCommand::Check { files } => check(config, &files, json),
+        ProviderCommand::New {
+            name,
+            dir,
+            kind,
+            sdk_path,
+        } => new_provider(&name, dir, kind, sdk_path, json),
+    }
+}
+
+fn load_file(config: &Config, file: &Path) -> Result<Arc<Plugin>> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let plugin = runtime(config)?.load(&bytes, crate::plugin::Source::File(file.to_path_buf()))?;
+    Ok(plugin)
+}
+
+fn wire_kind(kind: AuthKind) -> tessera_proto::providers::AuthKind {
+    match kind {
+        AuthKind::Oauth2 => tessera_proto::providers::AuthKind::Oauth2,
+        AuthKind::Oauth1 => tessera_proto::providers::AuthKind::Oauth1,
+        AuthKind::ManagedSecret => tessera_proto::providers::AuthKind::ManagedSecret,
+    }
+}
+
+fn auth_kind(kind: AuthKind) -> &'static str {
+    wire_kind(kind).as_str()
+}
+
+fn summary(p: &Plugin) -> ProviderSummary {
+    let i = p.info();
+    ProviderSummary {
+        id: i.id.clone(),
+        display_name: i.display_name.clone(),
+        auth_kind: wire_kind(i.auth_kind),
+        version: i.version.clone(),
+        contract_version: p.contract_version().to_string(),
+        categories: i.categories.clone(),
+        source: p.source().to_string(),
+    }
+}
+
+fn info_json(i: &ProviderInfo) -> serde_json::Value {
+    let fields = |fs: &[crate::plugin::types::Field]| {
+        fs.iter()
+            .map(|f| {
+                json!({
+                    "name": f.name, "label": f.label, "description": f.description,
+                    "secret": f.secret, "optional": f.optional, "example": f.example,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "id": i.id,
+        "display_name": i.display_name,
+        "version": i.version,
+        "categories": i.categories,
+        "auth_kind": auth_kind(i.auth_kind),
+        "default_scopes": i.default_scopes,
+        "scope_separator": i.scope_separator,
+        "scopes": i.scopes.iter().map(|s| json!({"name": s.name, "label": s.label})).collect::<Vec<_>>(),
+        "allowed_hosts": i.allowed_hosts,
+        "secret_fields": fields(&i.secret_fields),
+        "connection_params": fields(&i.connection_params),
+        "pkce": i.pkce,
+        "supports_refresh": i.supports_refresh,
+        "supports_revoke": i.supports_revoke,
+        "logo_url": i.logo_url,
+        "docs_url": i.docs_url,
+    })
+}
+
+fn print_inspect(p: &Plugin, json: bool) -> Result<()> {
+    let i = p.info();
+    if json {
+        let mut v = info_json(i);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "contract_version".into(),
+                json!(p.contract_version().to_string()),
+            );
+            obj.insert("imports".into(), json!(p.imports()));
+            obj.insert("sha256".into(), json!(hex::encode(p.sha256())));
+            obj.insert("source".into(), json!(p.source().to_string()));
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{} ({})", i.display_name, i.id);
+    println!("  version           {}", i.version);
+    println!(
+        "  contract          tessera:provider@{}",
+        p.contract_version()
+    );
+    println!("  auth              {}", auth_kind(i.auth_kind));
+    println!("  source            {}", p.source());
+    println!("  sha256            {}", hex::encode(p.sha256()));
+    let imports = p.imports();
+    if imports.is_empty() {
+        println!("  imports           none (no ambient authority to deny)");
+    } else {
+        println!(
+            "  imports           {} (served by a deny-all context)",
+            imports.len()
+        );
+        for imp in imports {
+            println!("                    {imp}");
+        }
+    }
+    println!("  allowed hosts     {}", i.allowed_hosts.join(", "));
+    if !i.categories.is_empty() {
+        println!("  categories        {}", i.categories.join(", "));
+    }
+    if i.auth_kind != AuthKind::ManagedSecret {
+        println!(
+            "  default scopes    {}",
+            i.default_scopes.join(&i.scope_separator)
+        );
+        println!("  pkce              {}", if i.pkce { "S256" } else { "no" });
+        println!(
+            "  refresh           {}",
+            if i.supports_refresh { "yes" } else { "no" }
+        );
+    }
+    println!(
+        "  upstream revoke   {}",
+        if i.supports_revoke { "yes" } else { "no" }
+    );
+    for (title, fields) in [
+        ("secret fields", &i.secret_fields),
+        ("connection params", &i.connection_params),
+    ] {
+        if !fields.is_empty() {
+            println!("  {title}");
+            for f in fields {
+                let mut flags = Vec::new();
+                if f.secret {
+                    flags.push("secret");
+                }
+                if f.optional {
+                    flags.push("optional");
+                }
+                println!("    {:<20} {} [{}]", f.name, f.label, flags.join(", "));
+            }
+        }
+    }
+    if !i.scopes.is_empty() {
+        println!("  scopes");
+        for s in &i.scopes {
+            println!("    {:<40} {}", s.name, s.label);
+        }
+    }
+    if let Some(d) = &i.docs_url {
+        println!("  docs              {d}");
+    }
+    Ok(())
+}
+
+fn report_json(file: &Path, report: &conformance::Report) -> serde_json::Value {
+    json!({
+        "file": file,
+        "provider": report.provider,
+        "passed": report.passes(),
+        "failed": report.failures(),
+        "cases": report.results.iter().map(|r| {
+            let (outcome, detail) = match &r.outcome {
+                conformance::Outcome::Pass => ("pass", None),
+                conformance::Outcome::Fail(why) => ("fail", Some(why.clone())),
+                conformance::Outcome::NotApplicable => ("n/a", None),
+            };
+            json!({ "name": r.name, "outcome": outcome, "detail": detail })
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// `tessera provider check`: every file is loaded and run through the suite; any load
+/// failure or failed case makes the exit code non-zero.
+fn check(config: &Config, files: &[PathBuf], json: bool) -> Result<ExitCode> {
+    let mut failed = false;
+    let mut reports = Vec::new();
+    for file in files {
+        let plugin = match load_file(config, file) {
+            Ok(p) => p,
+            Err(e) => {
+                failed = true;
+                eprintln!("{}: cannot load: {e:#}", file.display());
+                reports.push(json!({ "file": file, "error": format!("{e:#}") }));
+                continue;
+            }
+        };
+        let report = conformance::run(&plugin)?;
+        failed |= report.failures() > 0;
+        if json {
+            reports.push(report_json(file, &report));
+        } else {
+            print!("{}", report.table());
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `tessera provider new`.
+fn new_provider(
+    name: &str,
+    dir: Option<PathBuf>,
+    kind: scaffold::Kind,
+    sdk_path: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let sdk = match sdk_path {
+        Some(p) => p,
+        None => scaffold::default_sdk_path().context(
+            "cannot find the provider SDK next to this build; pass --sdk-path PATH/TO/providers/sdk",
+        )?,
+    };
+    scaffold::create(name, &dir, kind, &sdk)?;
+    if json {
+        println!("{}", json!({ "id": name, "dir": dir }));
+    } else {
+        println!("created provider crate `{name}` in {}", dir.display());
+        println!(
+            "build it:  cargo xtask component --manifest-path {}/Cargo.toml --out {name}.wasm",
+            dir.display()
+        );
+        println!("check it:  tessera provider check {name}.wasm");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,319 @@
+//! Typed configuration, read once at start-up from an optional TOML file and `TESSERA_*`
+//! environment variables, validated, then passed down by reference. There are no globals:
+//! nothing else in the host reads the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for this schema.
+    #[error("invalid configuration in {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, as the TOML parser says it.
+        message: String,
+    },
+    /// An environment variable holds a value of the wrong shape.
+    #[error("invalid value for {name}: {message}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole host configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where Tessera keeps its state (compiled-component cache, later the database).
+    pub data_dir: PathBuf,
+    /// A directory of operator-supplied provider components (`*.wasm`), watched for changes.
+    pub providers_dir: Option<PathBuf>,
+    /// Whether a component in `providers_dir` may replace a built-in provider of the same id.
+    pub allow_builtin_override: bool,
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// Sandbox limits for provider components.
+    pub plugins: PluginLimits,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sandbox limits applied to every provider call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Linear memory one call may use, in MiB.
+    pub memory_mib: u64,
+    /// How long one call may run before it is interrupted, in milliseconds.
+    pub deadline_ms: u64,
+    /// How often the directory of operator components is scanned, in milliseconds.
+    pub watch_interval_ms: u64,
+    /// Whether to use the pooling allocator (a start-up probe still falls back to on-demand
+    /// allocation where address space is short).
+    pub pooling: bool,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            memory_mib: 64,
+            deadline_ms: 1_000,
+            watch_interval_ms: 1_000,
+            pooling: true,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            providers_dir: None,
+            allow_builtin_override: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log_format: LogFormat::Pretty,
+            plugins: PluginLimits::default(),
+        }
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/tessera`, else `~/.local/share/tessera`, else
+/// `./tessera-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("tessera");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/tessera");
+    }
+    PathBuf::from("tessera-data")
+}
+
+/// Values given on the command line, which win over the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--providers-dir`.
+    pub providers_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Reads the configuration: defaults, then the TOML file (`--config`, or
+    /// `tessera.toml` in the data directory when it exists), then `TESSERA_*` variables, then
+    /// command-line overrides; then validates it.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, overrides, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with the environment supplied by the caller (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let data_dir_hint = overrides
+            .data_dir
+            .clone()
+            .or_else(|| env("TESSERA_DATA_DIR").map(PathBuf::from));
+        let implicit = data_dir_hint
+            .clone()
+            .unwrap_or_else(default_data_dir)
+            .join("tessera.toml");
+        let path = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None => implicit.is_file().then_some(implicit),
+        };
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
+                    path,
+                    message: e.message().to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+
+        if let Some(v) = data_dir_hint {
+            config.data_dir = v;
+        }
+        if let Some(v) = env("TESSERA_PROVIDERS_DIR") {
+            config.providers_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("TESSERA_LISTEN") {
+            config.listen = v
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                    name: "TESSERA_LISTEN",
+                    message: e.to_string(),
+                })?;
+        }
+        if let Some(v) = env("TESSERA_LOG_FORMAT") {
+            config.log_format = match v.as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError::Env {
+                        name: "TESSERA_LOG_FORMAT",
+                        message: format!("expected `pretty` or `json`, got `{other}`"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = overrides.providers_dir.clone() {
+            config.providers_dir = Some(v);
+        }
+        if let Some(v) = overrides.listen {
+            config.listen = v;
+        }
+        if let Some(v) = overrides.log_format {
+            config.log_format = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.plugins;
+        if !(1..=4096).contains(&p.memory_mib) {
+            return Err(ConfigError::Invalid(format!(
+                "plugins.memory_mib must be between 1 and 4096, got {}",
+                p.memory_mib
+            )));
+        }
+        if !(10..=60_000).contains(&p.deadline_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "plugins.deadline_ms must be between 10 and 60000, got {}",
+                p.deadline_ms
+            )));
+        }
+        if p.watch_interval_ms < 50 {
+            return Err(ConfigError::Invalid(format!(
+                "plugins.watch_interval_ms must be at least 50, got {}",
+                p.watch_interval_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where compiled components are cached.
+    pub fn component_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache/components")
+    }
+
+    /// The per-call deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.plugins.deadline_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        }
+    }
+
+    #[test]
+    fn environment_overrides_defaults_and_flags_override_environment() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let config = Config::load_from(
+            None,
+            &overrides,
+            env_of(&[
+                ("TESSERA_DATA_DIR", "/nonexistent/tessera-test"),
+                ("TESSERA_LISTEN", "0.0.0.0:1"),
+            ]),
+        );
+        let config = config.unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/nonexistent/tessera-test"));
+        assert_eq!(config.listen.port(), 9999);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();
+        let err = Config::load_from(Some(&file), &Overrides::default(), |_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn bad_environment_values_are_named() {
+        let err = Config::load_from(
+            None,
+            &Overrides::default(),
+            env_of(&[("TESSERA_LOG_FORMAT", "xml")]),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("TESSERA_LOG_FORMAT") && err.contains("xml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_limits_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "[plugins]\ndeadline_ms = 1\n").unwrap();
+        let err = Config::load_from(Some(&file), &Overrides::default(), |_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("deadline_ms"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Tessera host library. The `tessera` binary only wires these modules together.
+//!
+//! Calls go one way: `cli` → `server` / `conformance` / `scaffold` → `plugin`; `config` is
+//! read once by `cli` and passed down. No module reaches upward.
+
+pub mod builtin;
+pub mod cli;
+pub mod config;
+pub mod conformance;
+pub mod plugin;
+pub mod scaffold;
+pub mod server;

@@ -1,0 +1,85 @@
+//! The HTTP server: binds, serves health and readiness, shuts down on Ctrl-C or SIGTERM.
+//!
+//! Handlers are thin; this module holds no provider logic and never sees a secret.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::plugin::Registry;
+
+/// The state every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Host configuration.
+    pub config: Arc<Config>,
+    /// The loaded providers.
+    pub registry: Arc<Registry>,
+}
+
+/// The router with every route this host serves.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Binds `config.listen`, prints the address, and serves until a shutdown signal.
+pub async fn serve(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let providers = registry.list().len();
+    // Printed on stdout (not only logged) so scripts and people can find the address.
+    println!("tessera listening on http://{addr} ({providers} providers loaded)");
+    tracing::info!(%addr, providers, "listening");
+    let app = router(AppState { config, registry });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Liveness: the process is up. Needs no authentication.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: providers are loaded. Needs no authentication.
+async fn readyz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let providers: Vec<String> = state
+        .registry
+        .list()
+        .iter()
+        .map(|p| p.info().id.clone())
+        .collect();
+    Json(json!({ "status": "ready", "providers": providers }))
+}

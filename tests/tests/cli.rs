@@ -1,0 +1,397 @@
+//! End-to-end tests of the `tessera` binary as a user runs it: real components built from
+//! `providers/`, a real host process, real HTTP on 127.0.0.1.
+//!
+//! This is the crate's one integration-test binary (link time): add tests here, in modules.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::Value;
+
+const BUILTINS: &[&str] = &["aws", "github", "google", "stripe"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `tessera` binary of this build profile, built by `cargo xtask test` before the tests.
+fn tessera_bin() -> Result<PathBuf> {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let bin = root().join("target").join(profile).join("tessera");
+    ensure!(
+        bin.is_file(),
+        "{} is missing: run `cargo xtask test` (it builds the components and the host first)",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+fn component(dir: &str, name: &str) -> Result<PathBuf> {
+    let path = root().join("target").join(dir).join(format!("{name}.wasm"));
+    ensure!(
+        path.is_file(),
+        "{} is missing: build components first: cargo xtask components",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn tessera(data_dir: &Path, args: &[&str]) -> Result<Output> {
+    let out = Command::new(tessera_bin()?)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("TESSERA_CONFIG")
+        .env_remove("TESSERA_PROVIDERS_DIR")
+        .output()?;
+    Ok(out)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_of(out: &Output) -> Result<Value> {
+    ensure!(out.status.success(), "tessera failed: {}", stderr(out));
+    serde_json::from_slice(&out.stdout).with_context(|| format!("not JSON: {}", stdout(out)))
+}
+
+mod provider_cli {
+    use super::*;
+
+    #[test]
+    fn list_json_names_every_builtin_with_its_kind_and_version() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        let list = json_of(&tessera(data.path(), &["provider", "list", "--json"])?)?;
+        let items = list.as_array().context("an array")?;
+        for id in BUILTINS {
+            let item = items
+                .iter()
+                .find(|i| i["id"] == *id)
+                .with_context(|| format!("{id} missing from {list}"))?;
+            for key in ["display_name", "auth_kind", "version"] {
+                ensure!(
+                    item[key].as_str().is_some_and(|v| !v.is_empty()),
+                    "{id}: no {key} in {item}"
+                );
+            }
+        }
+        let kind = |id: &str| {
+            items
+                .iter()
+                .find(|i| i["id"] == id)
+                .map(|i| i["auth_kind"].clone())
+        };
+        assert_eq!(kind("github"), Some("oauth2".into()));
+        assert_eq!(kind("google"), Some("oauth2".into()));
+        assert_eq!(kind("stripe"), Some("managed-secret".into()));
+        assert_eq!(kind("aws"), Some("managed-secret".into()));
+        Ok(())
+    }
+
+    #[test]
+    fn inspect_shows_that_builtins_import_nothing() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        for id in BUILTINS {
+            let v = json_of(&tessera(
+                data.path(),
+                &["provider", "inspect", id, "--json"],
+            )?)?;
+            assert_eq!(v["id"], *id);
+            assert_eq!(
+                v["imports"],
+                Value::Array(vec![]),
+                "{id} imports something: {v}"
+            );
+            assert_eq!(v["contract_version"], "0.1.0");
+            ensure!(v["sha256"].as_str().is_some_and(|h| h.len() == 64), "{v}");
+        }
+        let human = tessera(data.path(), &["provider", "inspect", "google"])?;
+        ensure!(human.status.success(), "{}", stderr(&human));
+        let text = stdout(&human);
+        ensure!(text.contains("imports           none"), "{text}");
+        ensure!(text.contains("pkce              S256"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn inspect_lists_the_wasi_imports_of_a_third_party_component() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        let file = component("test-components", "hostile")?;
+        let v = json_of(&tessera(
+            data.path(),
+            &["provider", "inspect", &file.to_string_lossy(), "--json"],
+        )?)?;
+        let imports = v["imports"].as_array().context("imports array")?;
+        ensure!(
+            imports
+                .iter()
+                .any(|i| i.as_str().is_some_and(|s| s.starts_with("wasi:"))),
+            "expected WASI imports, got {v}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn inspect_of_an_unknown_provider_names_the_known_ones() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        let out = tessera(data.path(), &["provider", "inspect", "nope"])?;
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        ensure!(
+            err.contains("no provider `nope`") && err.contains("github"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn check_passes_for_every_builtin() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        for id in BUILTINS {
+            let file = component("providers", id)?;
+            let out = tessera(data.path(), &["provider", "check", &file.to_string_lossy()])?;
+            let text = stdout(&out);
+            ensure!(
+                out.status.success(),
+                "{id} failed conformance:\n{text}{}",
+                stderr(&out)
+            );
+            ensure!(text.contains(" 0 failed"), "{text}");
+            ensure!(!text.contains("FAIL"), "{text}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn check_fails_with_a_table_for_a_sloppy_component() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        let file = component("test-components", "sloppy")?;
+        let out = tessera(
+            data.path(),
+            &["provider", "check", &file.to_string_lossy(), "--json"],
+        )?;
+        assert!(
+            !out.status.success(),
+            "a sloppy component must fail the suite"
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        let cases = v[0]["cases"].as_array().context("cases")?;
+        let failed: Vec<&str> = cases
+            .iter()
+            .filter(|c| c["outcome"] == "fail")
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        // The sloppy component ignores `state`, skips PKCE and signs for any host.
+        for expected in [
+            "callback: state mismatch is refused",
+            "sign: nothing injected for an undeclared host",
+            "sign: look-alike host is not allowed",
+        ] {
+            ensure!(
+                failed.contains(&expected),
+                "`{expected}` should fail; failed: {failed:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn check_refuses_an_unsupported_contract_version_and_lists_supported_ones() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        let file = component("test-components", "future_contract")?;
+        let out = tessera(data.path(), &["provider", "check", &file.to_string_lossy()])?;
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        ensure!(err.contains("9.0.0") && err.contains("0.1.x"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn new_scaffolds_providers_that_build_and_pass_check_unchanged() -> Result<()> {
+        let work = tempfile::tempdir()?;
+        for (name, kind) in [("acme-oauth", "oauth2"), ("acme-key", "api-key")] {
+            let dir = work.path().join(name);
+            let out = tessera(
+                work.path(),
+                &[
+                    "provider",
+                    "new",
+                    name,
+                    "--kind",
+                    kind,
+                    "--dir",
+                    &dir.to_string_lossy(),
+                ],
+            )?;
+            ensure!(out.status.success(), "new failed: {}", stderr(&out));
+            let wasm = work.path().join(format!("{name}.wasm"));
+            let built = Command::new(env!("CARGO"))
+                .current_dir(root())
+                .args(["xtask", "component", "--manifest-path"])
+                .arg(dir.join("Cargo.toml"))
+                .arg("--out")
+                .arg(&wasm)
+                .output()?;
+            ensure!(
+                built.status.success(),
+                "scaffold did not build: {}",
+                stderr(&built)
+            );
+            let out = tessera(work.path(), &["provider", "check", &wasm.to_string_lossy()])?;
+            ensure!(
+                out.status.success(),
+                "scaffold {kind} fails check:\n{}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        let again = tessera(
+            work.path(),
+            &[
+                "provider",
+                "new",
+                "acme-key",
+                "--dir",
+                &work.path().join("acme-key").to_string_lossy(),
+            ],
+        )?;
+        ensure!(
+            !again.status.success(),
+            "scaffolding over an existing crate must be refused"
+        );
+        let bad = tessera(work.path(), &["provider", "new", "Bad Name"])?;
+        ensure!(
+            !bad.status.success() && stderr(&bad).contains("lower-case"),
+            "{}",
+            stderr(&bad)
+        );
+        Ok(())
+    }
+}
+
+mod serve {
+    use super::*;
+
+    struct Host {
+        child: Child,
+        addr: String,
+    }
+
+    impl Drop for Host {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn start(data_dir: &Path, providers_dir: &Path) -> Result<Host> {
+        let mut child = Command::new(tessera_bin()?)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--providers-dir")
+            .arg(providers_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TESSERA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let out = child.stdout.take().context("stdout")?;
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line)?;
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .with_context(|| format!("no address in {line:?}"))?
+            .to_string();
+        Ok(Host { child, addr })
+    }
+
+    fn get(addr: &str, path: &str) -> Result<(u16, Value)> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw)?;
+        let status = raw.split_whitespace().nth(1).context("status")?.parse()?;
+        let body = raw.split("\r\n\r\n").nth(1).context("body")?;
+        // The body may be chunked; the JSON object is between the first `{` and last `}`.
+        let json = &body[body.find('{').context("json")?..=body.rfind('}').context("json")?];
+        Ok((status, serde_json::from_str(json)?))
+    }
+
+    fn providers(addr: &str) -> Result<Vec<String>> {
+        let (status, v) = get(addr, "/readyz")?;
+        ensure!(status == 200, "readyz {status}");
+        Ok(v["providers"]
+            .as_array()
+            .context("providers")?
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect())
+    }
+
+    fn wait_for(addr: &str, what: &str, pred: impl Fn(&[String]) -> bool) -> Result<Vec<String>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let list = providers(addr)?;
+            if pred(&list) {
+                return Ok(list);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}; providers: {list:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn serve_answers_health_and_picks_up_a_component_dropped_in_while_running() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        let dir = tempfile::tempdir()?;
+        let host = start(data.path(), dir.path())?;
+        let (status, health) = get(&host.addr, "/healthz")?;
+        assert_eq!(status, 200);
+        assert_eq!(health["status"], "ok");
+        let list = providers(&host.addr)?;
+        for id in BUILTINS {
+            ensure!(list.iter().any(|p| p == id), "{id} not served: {list:?}");
+        }
+        ensure!(!list.iter().any(|p| p == "sloppy"), "{list:?}");
+
+        // An operator drops a new component in while the host runs.
+        std::fs::copy(
+            component("test-components", "sloppy")?,
+            dir.path().join("sloppy.wasm"),
+        )?;
+        wait_for(&host.addr, "the dropped-in component", |l| {
+            l.iter().any(|p| p == "sloppy")
+        })?;
+
+        // A broken replacement never replaces the working one.
+        std::fs::write(dir.path().join("sloppy.wasm"), b"\0asm broken")?;
+        std::thread::sleep(Duration::from_millis(2500));
+        let list = providers(&host.addr)?;
+        ensure!(
+            list.iter().any(|p| p == "sloppy"),
+            "a broken file replaced a working provider: {list:?}"
+        );
+        Ok(())
+    }
+}
