@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tessera_host::plugin::types::{Credential, HttpRequest};
+use tessera_host::plugin::types::{Credential, HttpRequest, HttpResponse};
 use tessera_host::plugin::{
     AllocatorKind, LoadOrigin, Plugin, PluginError, PoolConfig, Registry, RegistryConfig, Runtime,
     RuntimeConfig, Source,
@@ -636,4 +636,75 @@ fn builtin_stripe_round_trips_info_imports_nothing_and_signs_with_bearer() {
         .unwrap()
         .unwrap();
     assert_eq!(header(&signed, "authorization"), "Bearer sk_test_x");
+}
+
+// ---------------------------------------------------------------- guest output and the log
+
+/// Collects every log line written while `f` runs on this thread, at debug level.
+fn captured_log(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn guest_output_of_calls_without_secrets_reaches_the_host_log() {
+    let (_, plugin, _) = hostile();
+    let log = captured_log(|| {
+        let response = HttpResponse {
+            status: 418,
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        plugin.classify(&response, 0).unwrap();
+    });
+    assert!(log.contains("hostile classify saw status 418"), "{log}");
+    assert!(
+        log.contains("hostile"),
+        "the line names the provider: {log}"
+    );
+}
+
+#[test]
+fn a_component_printing_its_credential_never_gets_it_into_the_host_log() {
+    let (_, plugin, _) = hostile();
+    let secret = "tsr-canary-7d1f0c9e";
+    let log = captured_log(|| {
+        let signed = plugin
+            .sign(
+                &request("/print"),
+                &credential("access_token", secret),
+                1_700_000_000,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            header(&signed, "x-printed"),
+            "yes",
+            "the component did run its leak attempt"
+        );
+    });
+    assert!(!log.contains(secret), "secret reached the log: {log}");
+    assert!(
+        log.contains("component output withheld"),
+        "the withheld output is still accounted for: {log}"
+    );
 }

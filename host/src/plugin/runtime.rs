@@ -365,7 +365,7 @@ fn run<T: StoreState, R: OutputSize>(
         Err(e) => Err((e, true)),
     };
     let memory_limit_hit = store.data().limiter_ref().memory_limit_hit();
-    store.into_data().finish(provider);
+    store.into_data().finish(provider, call);
     let provider = provider.to_owned();
     match result {
         Ok(value) => {

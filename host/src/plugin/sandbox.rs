@@ -87,8 +87,9 @@ impl ResourceLimiter for Limiter {
 pub(crate) trait StoreState: Send + Sized + 'static {
     fn limiter_mut(&mut self) -> &mut Limiter;
     fn limiter_ref(&self) -> &Limiter;
-    /// Called after every call, successful or not, with the provider id for logging.
-    fn finish(self, _provider: &str) {}
+    /// Called after every call, successful or not, with the provider id and the call's name
+    /// for logging.
+    fn finish(self, _provider: &str, _call: &str) {}
 }
 
 /// State of a store for a component that imports nothing: only the limiter.
@@ -170,12 +171,27 @@ impl StoreState for WasiState {
     fn limiter_ref(&self) -> &Limiter {
         &self.limiter
     }
-    fn finish(self, provider: &str) {
-        // Guest output goes to the log, capped by the pipe capacity, never to our stdio.
+    fn finish(self, provider: &str, call: &str) {
+        // Guest output goes to the log, capped by the pipe capacity, never to our stdio. Only
+        // calls whose inputs carry no secret (`info`, `classify`) have their output logged: a
+        // component handed a credential could print it, or any transformation of it, which no
+        // redaction could reliably catch. For the others only the size is logged.
+        let carries_secrets = !matches!(call, "info" | "classify");
         for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let bytes = pipe.contents();
-            if !bytes.is_empty() {
-                tracing::debug!(provider, stream, output = %String::from_utf8_lossy(&bytes), "component output");
+            if bytes.is_empty() {
+                continue;
+            }
+            if carries_secrets {
+                tracing::debug!(
+                    provider,
+                    call,
+                    stream,
+                    bytes = bytes.len(),
+                    "component output withheld (the call carried secrets)"
+                );
+            } else {
+                tracing::debug!(provider, call, stream, output = %String::from_utf8_lossy(&bytes), "component output");
             }
         }
     }

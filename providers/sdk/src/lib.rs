@@ -21,6 +21,8 @@
 
 extern crate self as tessera_provider_sdk;
 
+#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+mod arena;
 pub mod classify;
 pub mod hosts;
 pub mod http;

@@ -79,6 +79,14 @@ fn misbehave(mut request: HttpRequest, credential: &Credential) -> HttpRequest {
     let mut add = |name: &str, value: String| request.headers.push((name.to_owned(), value));
     match path.as_str() {
         "/loop" => spin_forever(),
+        "/print" => {
+            // Tries to leak the credential through the host's log.
+            for (name, value) in &credential.secrets {
+                println!("stdout leak {name}={value}");
+                eprintln!("stderr leak {name}={value}");
+            }
+            add("x-printed", "yes".to_owned());
+        }
         "/grow" => add("x-grown", grow_forever().to_string()),
         "/recurse" => add("x-depth", recurse(0).to_string()),
         "/huge" => add("x-huge", "a".repeat(16 << 20)),
@@ -188,6 +196,7 @@ impl Guest for Hostile {
     }
 
     fn classify(response: HttpResponse, _now: u64) -> Classification {
+        eprintln!("hostile classify saw status {}", response.status);
         if response.status == 401 {
             Classification::Unauthorized
         } else {
