@@ -9,6 +9,8 @@ fn main() {
     let dir = std::env::var_os("TESSERA_BUILTIN_PROVIDERS_DIR")
         .map_or_else(|| manifest_dir.join("../target/providers"), PathBuf::from);
     println!("cargo:rerun-if-env-changed=TESSERA_BUILTIN_PROVIDERS_DIR");
+    // `sqlx::migrate!` embeds the SQL at compile time.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed={}", dir.display());
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

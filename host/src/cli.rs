@@ -15,7 +15,7 @@ use tessera_proto::providers::ProviderSummary;
 use crate::config::{Config, LogFormat, Overrides};
 use crate::plugin::types::{AuthKind, ProviderInfo};
 use crate::plugin::{Plugin, PoolingMode, Registry, RegistryConfig, Runtime, RuntimeConfig};
-use crate::{conformance, scaffold, server};
+use crate::{conformance, scaffold, server, setup};
 
 /// Tessera: a self-hosted credential vault, authorization layer and audit pipeline for apps
 /// and AI agents that call third-party APIs.
@@ -45,6 +45,9 @@ pub struct Args {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Set up the data directory: master key (0600 key file unless `TESSERA_MASTER_KEY` is
+    /// set), database and migrations, first data key. Safe to run again.
+    Init,
     /// Run the host: load providers, watch the providers directory, serve HTTP.
     Serve {
         /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
@@ -96,7 +99,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         providers_dir: args.providers_dir.clone(),
         listen: match &args.command {
             Command::Serve { listen } => *listen,
-            Command::Provider(_) => None,
+            Command::Init | Command::Provider(_) => None,
         },
         log_format: args.log_format,
     };
@@ -109,6 +112,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     init_logging(config.log_format, default_level);
     match args.command {
+        Command::Init => init(&config, args.json),
         Command::Serve { .. } => serve(&config),
         Command::Provider(cmd) => provider(&config, cmd, args.json),
     }
@@ -463,5 +467,49 @@ fn new_provider(
         );
         println!("check it:  tessera provider check {name}.wasm");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tessera init`.
+fn init(config: &Config, json: bool) -> Result<ExitCode> {
+    use secrecy::ExposeSecret as _;
+    let database = crate::store::DatabaseConfig::from_url_or_data_dir(
+        config.database_url.as_deref(),
+        &config.data_dir,
+    )?;
+    let key = match &config.master_key {
+        Some(value) => setup::KeySource::Env(value.expose_secret()),
+        None => setup::KeySource::File(setup::key_file(&config.data_dir)),
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = tokio.block_on(setup::init(&config.data_dir, &database, key))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.initialised_now {
+        println!("initialised {}", report.data_dir.display());
+    } else {
+        println!(
+            "{} is already set up; the master key matches",
+            report.data_dir.display()
+        );
+    }
+    println!("  database             {}", report.database);
+    let created = if report.master_key_created {
+        " (created, mode 0600: back it up)"
+    } else {
+        ""
+    };
+    println!("  master key           {}{created}", report.master_key);
+    println!("  key fingerprint      {}", report.master_key_fingerprint);
+    let versions: Vec<String> = report
+        .data_key_versions
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    println!("  data key versions    {}", versions.join(", "));
     Ok(ExitCode::SUCCESS)
 }

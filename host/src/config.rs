@@ -56,6 +56,14 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Sandbox limits for provider components.
     pub plugins: PluginLimits,
+    /// PostgreSQL URL (`postgres://…`); when absent, an embedded SQLite database in the data
+    /// directory. Also `TESSERA_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// The master key from `TESSERA_MASTER_KEY`, if set (never read from the file: a key in a
+    /// configuration file would sit next to the data it protects). Else the key file
+    /// `master.key` in the data directory.
+    #[serde(skip)]
+    pub master_key: Option<std::sync::Arc<secrecy::SecretString>>,
 }
 
 /// Log output format.
@@ -103,6 +111,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log_format: LogFormat::Pretty,
             plugins: PluginLimits::default(),
+            database_url: None,
+            master_key: None,
         }
     }
 }
@@ -177,6 +187,12 @@ impl Config {
         }
         if let Some(v) = env("TESSERA_PROVIDERS_DIR") {
             config.providers_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("TESSERA_DATABASE_URL").filter(|v| !v.is_empty()) {
+            config.database_url = Some(v);
+        }
+        if let Some(v) = env("TESSERA_MASTER_KEY").filter(|v| !v.trim().is_empty()) {
+            config.master_key = Some(std::sync::Arc::new(secrecy::SecretString::from(v)));
         }
         if let Some(v) = env("TESSERA_LISTEN") {
             config.listen = v

@@ -3,6 +3,7 @@
 //! Calls go one way: `cli` → `server` / `conformance` / `scaffold` → `plugin`; `config` is
 //! read once by `cli` and passed down. No module reaches upward.
 
+pub mod auth;
 pub mod builtin;
 pub mod cli;
 pub mod config;
@@ -10,3 +11,6 @@ pub mod conformance;
 pub mod plugin;
 pub mod scaffold;
 pub mod server;
+pub mod setup;
+pub mod store;
+pub mod vault;

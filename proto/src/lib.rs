@@ -1,5 +1,6 @@
 //! Wire types shared by the Tessera host, the wallet and the SDKs, so that what the host
-//! sends and what its clients read cannot drift apart. Plain data: no I/O, no logic beyond
-//! (de)serialisation.
+//! sends and what its clients read cannot drift apart, plus the request-signing scheme both
+//! sides must compute identically. Pure: no I/O.
 
 pub mod providers;
+pub mod signing;

@@ -282,6 +282,101 @@ mod provider_cli {
     }
 }
 
+mod init {
+    use super::*;
+    use tessera_host::store::testing::TestDb;
+    use tessera_host::store::{BackendKind, DatabaseConfig};
+
+    fn init(data_dir: &Path, envs: &[(&str, &str)]) -> Result<Output> {
+        let mut cmd = Command::new(tessera_bin()?);
+        cmd.arg("--data-dir").arg(data_dir).args(["init", "--json"]);
+        cmd.env_remove("TESSERA_MASTER_KEY")
+            .env_remove("TESSERA_DATABASE_URL");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        Ok(cmd.output()?)
+    }
+
+    /// Runs the same scenario on SQLite and on a fresh PostgreSQL database.
+    fn on_both_backends(scenario: impl Fn(&Path, &[(&str, &str)]) -> Result<()>) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        for backend in [BackendKind::Sqlite, BackendKind::Postgres] {
+            let db = rt
+                .block_on(TestDb::new(backend))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let data = tempfile::tempdir()?;
+            let dir = data.path().join("data");
+            match db.config() {
+                DatabaseConfig::Postgres { url } => {
+                    scenario(&dir, &[("TESSERA_DATABASE_URL", url)])
+                }
+                DatabaseConfig::Sqlite { .. } => scenario(&dir, &[]),
+            }
+            .with_context(|| format!("on {backend:?}"))?;
+            drop(db);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn init_creates_an_owner_only_key_file_and_a_first_data_key_and_is_idempotent() -> Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        on_both_backends(|dir, env| {
+            let first = json_of(&init(dir, env)?)?;
+            assert_eq!(first["initialised_now"], true);
+            assert_eq!(first["master_key_created"], true);
+            assert_eq!(first["data_key_versions"], serde_json::json!([1]));
+            let key = dir.join("master.key");
+            assert_eq!(std::fs::metadata(&key)?.permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(dir)?.permissions().mode() & 0o777, 0o700);
+            let again = json_of(&init(dir, env)?)?;
+            assert_eq!(again["initialised_now"], false);
+            assert_eq!(again["master_key_created"], false);
+            assert_eq!(
+                again["master_key_fingerprint"],
+                first["master_key_fingerprint"]
+            );
+            assert_eq!(again["data_key_versions"], serde_json::json!([1]));
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn init_refuses_a_master_key_the_database_was_not_set_up_with() -> Result<()> {
+        on_both_backends(|dir, env| {
+            json_of(&init(dir, env)?)?;
+            let other = "ab".repeat(32);
+            let mut with_key = env.to_vec();
+            with_key.push(("TESSERA_MASTER_KEY", &other));
+            let out = init(dir, &with_key)?;
+            ensure!(!out.status.success(), "a foreign master key was accepted");
+            let err = stderr(&out);
+            ensure!(err.contains("another master key"), "{err}");
+            ensure!(!err.contains(&other), "the error echoes the key: {err}");
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn a_world_readable_key_file_is_refused() -> Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let data = tempfile::tempdir()?;
+        let dir = data.path().join("data");
+        json_of(&init(&dir, &[])?)?;
+        std::fs::set_permissions(
+            dir.join("master.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )?;
+        let out = init(&dir, &[])?;
+        ensure!(!out.status.success());
+        ensure!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+        Ok(())
+    }
+}
+
 mod serve {
     use super::*;
 

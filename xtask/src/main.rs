@@ -12,6 +12,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod postgres;
+
 /// Guest target of built-in providers: its modules import nothing, so components made from
 /// them import nothing either.
 const PROVIDER_TARGET: &str = "wasm32-unknown-unknown";
@@ -81,6 +83,11 @@ fn main() -> Result<()> {
                 ["build", "--release", "--locked", "-p", "tessera-host"],
             )?;
             let data_dir = root.join(".tessera");
+            step("setting up the data directory (master key, SQLite database)");
+            run(Command::new(root.join("target/release/tessera"))
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .arg("init"))?;
             let mut cmd = Command::new(root.join("target/release/tessera"));
             cmd.arg("--data-dir").arg(&data_dir).arg("serve").args(args);
             step(&format!(
@@ -109,7 +116,7 @@ fn test(root: &Path) -> Result<()> {
     for p in &providers {
         args.extend(["-p", p.as_str()]);
     }
-    let mut totals = cargo_test(&providers_dir, &args)?;
+    let mut totals = cargo_test(&providers_dir, &args, None)?;
     step("provider crates: clippy (native and guest target)");
     args[0] = "clippy";
     let mut native = args.clone();
@@ -117,9 +124,15 @@ fn test(root: &Path) -> Result<()> {
     cargo_in(&providers_dir, &native)?;
     args.extend(["--target", PROVIDER_TARGET, "--", "-D", "warnings"]);
     cargo_in(&providers_dir, &args)?;
+    step("PostgreSQL for the storage tests");
+    let pg_url = postgres::ensure_postgres()?;
     step("host workspace: build and tests");
     cargo(root, ["build", "--locked", "--workspace"])?;
-    let host = cargo_test(root, &["test", "--locked", "--workspace", "--no-fail-fast"])?;
+    let host = cargo_test(
+        root,
+        &["test", "--locked", "--workspace", "--no-fail-fast"],
+        Some(&pg_url),
+    )?;
     totals.0 += host.0;
     totals.1 += host.1;
     step("host workspace: clippy");
@@ -447,11 +460,12 @@ where
 
 /// Runs `cargo test …`, echoing its output, and returns the (passed, failed) totals of every
 /// test binary. Fails when cargo fails or when no test ran at all.
-fn cargo_test(dir: &Path, args: &[&str]) -> Result<(u64, u64)> {
+fn cargo_test(dir: &Path, args: &[&str], pg_url: Option<&str>) -> Result<(u64, u64)> {
     use std::io::BufRead as _;
     let mut child = Command::new(cargo_bin())
         .current_dir(dir)
         .args(args)
+        .envs(pg_url.map(|u| (postgres::URL_VAR, u)))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("could not start cargo test")?;

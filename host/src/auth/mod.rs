@@ -1,0 +1,20 @@
+//! Authentication of SDK → host requests: verifies the RFC 9421 request signature
+//! described in `docs/SIGNING.md` (skew window, `Content-Digest`, key lookup,
+//! constant-time HMAC comparison, nonce replay) and says who signed.
+//!
+//! Owns: the verification order and the `AuthError` codes, and the `NonceStore` /
+//! `KeyResolver` seams (the database implementations live in `store`, later). The scheme
+//! itself — key format, derivation, signature base — is `tessera_proto::signing`, shared
+//! with the SDKs.
+//!
+//! Must never: log, return or put into an error message an API key, a signing key, a
+//! signature or a signature base; compare secrets with `==`; accept a request before its
+//! signature is verified; record a nonce for a request whose signature is not valid.
+
+mod error;
+mod nonce;
+mod verify;
+
+pub use error::{AuthError, StoreError};
+pub use nonce::{MemoryNonceStore, NonceOutcome, NonceStore};
+pub use verify::{KeyResolver, ResolvedKey, SignedRequest, Verified, target_uri, unix_now, verify};

@@ -1,0 +1,120 @@
+//! Every difference between SQLite and PostgreSQL that the store has to know about, and
+//! nothing else. Repository SQL elsewhere is written once, in the subset both accept.
+//!
+//! | concern | SQLite | PostgreSQL | where |
+//! |---|---|---|---|
+//! | placeholders | `$1` | `$1` | same text: sqlx's SQLite driver binds `$N` by number |
+//! | bytes | `BLOB` | `BYTEA` | the two migration folders; both decode to `Vec<u8>` |
+//! | integers, times | `INTEGER` (64-bit) | `BIGINT` | migrations; times are unix ms in `i64` |
+//! | ids | `TEXT` | `TEXT` | UUID strings, so no `uuid` column type |
+//! | upsert, `RETURNING` | `ON CONFLICT … DO …` | same | same text |
+//! | write transaction | `BEGIN IMMEDIATE` | `BEGIN` | [`Dialect::begin`] |
+//! | row lock | none (the write lock is the database) | `FOR UPDATE` | [`Dialect::for_update`] |
+//! | connection options | file, WAL, pragmas | URL | [`sqlite::connect`], [`postgres::connect`] |
+//!
+//! This module must never grow query logic: only the facts above.
+
+use sqlx::migrate::Migrator;
+
+/// The per-backend SQL fragments a repository body may splice into its text (through the
+/// second form of `on_conn!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    /// Statement that opens a write transaction.
+    pub begin: &'static str,
+    /// Suffix that makes a `SELECT` lock the rows it returns until commit.
+    pub for_update: &'static str,
+}
+
+/// SQLite: the first write lock is taken at `BEGIN`, so there is nothing to lock per row.
+pub const SQLITE: Dialect = Dialect {
+    begin: sqlite::BEGIN,
+    for_update: "",
+};
+
+/// PostgreSQL.
+pub const POSTGRES: Dialect = Dialect {
+    begin: postgres::BEGIN,
+    for_update: " FOR UPDATE",
+};
+
+/// The embedded SQLite backend.
+pub mod sqlite {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use sqlx::SqlitePool;
+    use sqlx::migrate::Migrator;
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+
+    /// Migrations in `host/migrations/sqlite`.
+    pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+    /// Takes the database write lock up front: a deferred transaction that reads and then
+    /// writes can fail with `SQLITE_BUSY` at its first write without waiting.
+    pub const BEGIN: &str = "BEGIN IMMEDIATE";
+
+    /// How long a connection waits for another one's write lock before giving up.
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Readers run in parallel under WAL; writers queue on the lock anyway.
+    const MAX_CONNECTIONS: u32 = 8;
+
+    /// Opens (creating if missing) the database file: WAL journal so readers never block the
+    /// writer, foreign keys enforced, `synchronous = NORMAL` (durable across process crashes,
+    /// and the WAL's recommended setting), and a busy timeout.
+    pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+    }
+}
+
+/// The PostgreSQL backend.
+pub mod postgres {
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use sqlx::PgPool;
+    use sqlx::migrate::Migrator;
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    /// Migrations in `host/migrations/postgres`.
+    pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+    /// Default isolation (read committed); row locks do the rest.
+    pub const BEGIN: &str = "BEGIN";
+
+    /// A host instance fails its readiness check rather than hang on a dead server.
+    const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    const MAX_CONNECTIONS: u32 = 16;
+
+    /// Connects to the database named by `url`.
+    pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
+        let options = PgConnectOptions::from_str(url)?.application_name("tessera");
+        PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+    }
+}
+
+/// The migrations of one backend.
+pub fn migrator(backend: super::BackendKind) -> &'static Migrator {
+    match backend {
+        super::BackendKind::Sqlite => &sqlite::MIGRATOR,
+        super::BackendKind::Postgres => &postgres::MIGRATOR,
+    }
+}

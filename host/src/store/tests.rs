@@ -1,0 +1,302 @@
+//! Tests of the store as a whole: configuration, connection settings, and that both
+//! migration folders build the same schema.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::testing::TestDb;
+use super::*;
+
+#[test]
+fn no_url_means_sqlite_in_the_data_dir() -> anyhow::Result<()> {
+    for url in [None, Some(""), Some("  ")] {
+        let config = DatabaseConfig::from_url_or_data_dir(url, Path::new("/var/lib/tessera"))?;
+        assert_eq!(
+            config,
+            DatabaseConfig::Sqlite {
+                path: PathBuf::from("/var/lib/tessera/tessera.db")
+            }
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn postgres_and_sqlite_urls_select_their_backend() -> anyhow::Result<()> {
+    let dir = Path::new("/data");
+    for url in [
+        "postgres://u@db/tessera",
+        "postgresql://u:pw@db:5433/t?sslmode=require",
+    ] {
+        let config = DatabaseConfig::from_url_or_data_dir(Some(url), dir)?;
+        assert_eq!(config, DatabaseConfig::Postgres { url: url.into() });
+        assert_eq!(config.backend(), BackendKind::Postgres);
+    }
+    let config = DatabaseConfig::from_url_or_data_dir(Some("sqlite:///srv/t.db"), dir)?;
+    assert_eq!(
+        config,
+        DatabaseConfig::Sqlite {
+            path: "/srv/t.db".into()
+        }
+    );
+    Ok(())
+}
+
+#[test]
+fn unsupported_url_is_rejected_without_its_password() {
+    let err = DatabaseConfig::from_url_or_data_dir(Some("mysql://u:hunter2@db/t"), Path::new("/d"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn database_config_never_prints_the_password() {
+    let config = DatabaseConfig::Postgres {
+        url: "postgres://tessera:hunter2@db:5432/tessera".into(),
+    };
+    for shown in [format!("{config}"), format!("{config:?}")] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db:5432"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_database_is_created_with_wal_foreign_keys_and_normal_sync() -> anyhow::Result<()> {
+    let db = TestDb::new(BackendKind::Sqlite).await?;
+    let DatabaseConfig::Sqlite { path } = db.config() else {
+        anyhow::bail!("not sqlite");
+    };
+    assert!(path.is_file());
+    let Pool::Sqlite(pool) = &db.store().pool else {
+        anyhow::bail!("not sqlite");
+    };
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await?;
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(pool)
+        .await?;
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(pool)
+        .await?;
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(pool)
+        .await?;
+    assert_eq!(journal, "wal");
+    assert_eq!(foreign_keys, 1);
+    assert_eq!(synchronous, 1, "NORMAL");
+    assert_eq!(busy, 5000);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_store_creates_a_missing_data_directory() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("tessera-test-{}", uuid::Uuid::new_v4()));
+    let config = DatabaseConfig::from_url_or_data_dir(None, &dir.join("nested/data"))?;
+    let store = Store::open(&config).await?;
+    store.ping().await?;
+    store.close().await;
+    let created = dir.join("nested/data/tessera.db").is_file();
+    std::fs::remove_dir_all(&dir)?;
+    assert!(created);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_an_error_naming_the_server() {
+    // Port 1 on localhost: nothing listens there.
+    let config = DatabaseConfig::Postgres {
+        url: "postgres://tessera:hunter2@127.0.0.1:1/tessera".into(),
+    };
+    let err = Store::open(&config).await.unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("127.0.0.1:1") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+}
+
+both_backends! {
+    reopening_a_migrated_database_keeps_its_data => reopening_a_migrated_database_keeps_its_data;
+    foreign_keys_are_enforced => foreign_keys_are_enforced;
+    grant_cannot_use_another_apps_credential => grant_cannot_use_another_apps_credential;
+}
+
+async fn reopening_a_migrated_database_keeps_its_data(db: &TestDb) -> anyhow::Result<()> {
+    let app = apps::create(db.store(), "kept", Timestamp::now()).await?;
+    // A second open runs the migrator again: nothing to apply, nothing lost.
+    let again = db.open_another().await?;
+    assert_eq!(again.backend(), db.config().backend());
+    assert_eq!(apps::get_by_name(&again, "kept").await?, Some(app));
+    let applied: i64 = on_conn!(&again, |conn| {
+        Ok::<i64, StoreError>(
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(&mut *conn)
+                .await?,
+        )
+    })?;
+    let expected = dialect::migrator(again.backend()).iter().count();
+    assert_eq!(usize::try_from(applied)?, expected);
+    Ok(())
+}
+
+async fn foreign_keys_are_enforced(db: &TestDb) -> anyhow::Result<()> {
+    // The body's `?` returns from the enclosing function: give it one.
+    let result: Result<(), StoreError> = async {
+        on_conn!(db.store(), |conn| {
+            sqlx::query(
+                "INSERT INTO agents (id, app_id, name, created_at) VALUES ($1, $2, 'a', 0)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(AppId::new().to_string())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
+    }
+    .await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Database(sqlx::Error::Database(e)) if e.is_foreign_key_violation()),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+/// Schema-level app isolation: the composite foreign key refuses a grant of app B that
+/// points at app A's credential.
+async fn grant_cannot_use_another_apps_credential(db: &TestDb) -> anyhow::Result<()> {
+    let s = db.store();
+    let now = Timestamp::now();
+    let a = apps::create(s, "a", now).await?;
+    let b = apps::create(s, "b", now).await?;
+    data_keys::insert(
+        s,
+        &data_keys::DataKeyRecord {
+            version: 1,
+            wrapped: vec![1; 60],
+            wrapped_by: "fp".into(),
+            created_at: now,
+        },
+    )
+    .await?;
+    let credential = uuid::Uuid::new_v4().to_string();
+    let insert_grant = async |app: AppId| -> Result<(), StoreError> {
+        on_conn!(s, |conn| {
+            sqlx::query(
+                "INSERT INTO grants (id, app_id, provider, principal_kind, principal_value, \
+                 credential_id, kind, status, created_at, updated_at) \
+                 VALUES ($1, $2, 'github', 'user', 'iss sub', $3, 'oauth', 'active', $4, $4)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(app.to_string())
+            .bind(&credential)
+            .bind(now.unix_millis())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
+    };
+    on_conn!(s, |conn| {
+        sqlx::query(
+            "INSERT INTO credentials (id, app_id, provider, sealed, key_version, created_at, \
+             updated_at) VALUES ($1, $2, 'github', $3, 1, $4, $4)",
+        )
+        .bind(&credential)
+        .bind(a.id.to_string())
+        .bind(vec![7_u8; 40])
+        .bind(now.unix_millis())
+        .execute(&mut *conn)
+        .await?;
+        Ok::<(), StoreError>(())
+    })?;
+    insert_grant(a.id).await?;
+    let err = insert_grant(b.id).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Database(sqlx::Error::Database(e)) if e.is_foreign_key_violation()),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+/// Table → columns as (name, type, nullable), with SQLite's types spelled the PostgreSQL way.
+type Shape = BTreeMap<String, Vec<(String, String, bool)>>;
+/// One column as read from a catalog: (table, column, type, nullable).
+type CatalogColumn = (String, String, String, bool);
+
+async fn schema_shape(store: &Store) -> anyhow::Result<(Shape, Vec<String>)> {
+    let (columns, mut indexes): (Vec<CatalogColumn>, Vec<String>) = match &store.pool {
+        Pool::Sqlite(pool) => {
+            let cols: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT m.name, p.name, p.type, p.\"notnull\" \
+                     FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                     WHERE m.type = 'table' AND m.name NOT IN ('_sqlx_migrations') \
+                       AND m.name NOT LIKE 'sqlite%' ORDER BY m.name, p.cid",
+            )
+            .fetch_all(pool)
+            .await?;
+            let idx = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+            )
+            .fetch_all(pool)
+            .await?;
+            let cols = cols
+                .into_iter()
+                .map(|(t, c, ty, notnull)| {
+                    let ty = match ty.as_str() {
+                        "INTEGER" => "bigint",
+                        "BLOB" => "bytea",
+                        "TEXT" => "text",
+                        other => other,
+                    };
+                    (t, c, ty.to_owned(), notnull == 0)
+                })
+                .collect();
+            (cols, idx)
+        }
+        Pool::Postgres(pool) => {
+            let cols: Vec<(String, String, String, String)> = sqlx::query_as(
+                "SELECT table_name::text, column_name::text, data_type::text, \
+                     is_nullable::text FROM information_schema.columns \
+                     WHERE table_schema = 'public' AND table_name NOT IN ('_sqlx_migrations') \
+                     ORDER BY table_name, ordinal_position",
+            )
+            .fetch_all(pool)
+            .await?;
+            let idx = sqlx::query_scalar(
+                "SELECT indexname::text FROM pg_indexes i WHERE schemaname = 'public' \
+                     AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
+            )
+            .fetch_all(pool)
+            .await?;
+            let cols = cols
+                .into_iter()
+                .map(|(t, c, ty, nullable)| (t, c, ty, nullable == "YES"))
+                .collect();
+            (cols, idx)
+        }
+    };
+    let mut shape = Shape::new();
+    for (table, column, ty, nullable) in columns {
+        shape.entry(table).or_default().push((column, ty, nullable));
+    }
+    indexes.sort();
+    Ok((shape, indexes))
+}
+
+#[tokio::test]
+async fn schemas_match_across_backends() -> anyhow::Result<()> {
+    let sqlite = TestDb::new(BackendKind::Sqlite).await?;
+    let postgres = TestDb::new(BackendKind::Postgres).await?;
+    let (sqlite_shape, sqlite_indexes) = schema_shape(sqlite.store()).await?;
+    let (postgres_shape, postgres_indexes) = schema_shape(postgres.store()).await?;
+    assert!(
+        sqlite_shape.contains_key("audit") && sqlite_shape.len() == 9,
+        "{sqlite_shape:#?}"
+    );
+    assert_eq!(sqlite_shape, postgres_shape);
+    assert_eq!(sqlite_indexes, postgres_indexes);
+    Ok(())
+}
