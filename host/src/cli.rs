@@ -1,5 +1,5 @@
 //! The `tessera` command line: argument parsing and the commands themselves, each a thin
-//! layer over `plugin`, `conformance` and `server`. Output is for people by default and JSON
+//! layer over `plugin`, `conformance`, `setup`, `apps` and `server`. Output is for people by default and JSON
 //! with `--json`; errors go to standard error and give a non-zero exit code.
 
 use std::path::{Path, PathBuf};
@@ -12,9 +12,14 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use tessera_proto::providers::ProviderSummary;
 
+use tessera_proto::scopes::Scope;
+
+use crate::apps::{Apps, KeyOwner, KeySummary};
 use crate::config::{Config, LogFormat, Overrides};
 use crate::plugin::types::{AuthKind, ProviderInfo};
 use crate::plugin::{Plugin, PoolingMode, Registry, RegistryConfig, Runtime, RuntimeConfig};
+use crate::store::DatabaseConfig;
+use crate::store::apps::App;
 use crate::{conformance, scaffold, server, setup};
 
 /// Tessera: a self-hosted credential vault, authorization layer and audit pipeline for apps
@@ -57,6 +62,52 @@ pub enum Command {
     /// Provider components: list, inspect, check, scaffold.
     #[command(subcommand)]
     Provider(ProviderCommand),
+    /// Apps: register and list.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// API keys of an app: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `tessera app …`
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Register an app.
+    Create {
+        /// Unique name: 1 to 64 characters of a-z A-Z 0-9 . _ -
+        name: String,
+    },
+    /// List the apps.
+    List,
+}
+
+/// `tessera key …`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key. The key is printed once and never stored: keep it now.
+    Create {
+        /// The app the key belongs to.
+        #[arg(long)]
+        app: String,
+        /// Make an agent key (`tsr_agent_…`) for this agent of the app, created if new.
+        #[arg(long, value_name = "AGENT")]
+        agent: Option<String>,
+        /// Tessera scopes, comma-separated (e.g. `tokens:retrieve,proxy:execute`).
+        #[arg(long, required = true)]
+        scopes: String,
+    },
+    /// List an app's keys (ids, scopes, fingerprints, status; never the keys).
+    List {
+        /// The app.
+        #[arg(long)]
+        app: String,
+    },
+    /// Revoke a key by its key id; requests signed with it are refused from now on.
+    Revoke {
+        /// The 16-character key id (`tessera key list` shows it).
+        key_id: String,
+    },
 }
 
 /// `tessera provider …`
@@ -99,7 +150,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         providers_dir: args.providers_dir.clone(),
         listen: match &args.command {
             Command::Serve { listen } => *listen,
-            Command::Init | Command::Provider(_) => None,
+            Command::Init | Command::Provider(_) | Command::App(_) | Command::Key(_) => None,
         },
         log_format: args.log_format,
     };
@@ -115,6 +166,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Init => init(&config, args.json),
         Command::Serve { .. } => serve(&config),
         Command::Provider(cmd) => provider(&config, cmd, args.json),
+        Command::App(cmd) => with_apps(&config, |apps| app(apps, cmd, args.json)),
+        Command::Key(cmd) => with_apps(&config, |apps| key(apps, cmd, args.json)),
     }
 }
 
@@ -470,17 +523,159 @@ fn new_provider(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tessera init`.
-fn init(config: &Config, json: bool) -> Result<ExitCode> {
+/// The database and master-key source the configuration names.
+fn database_and_key(config: &Config) -> Result<(DatabaseConfig, setup::KeySource<'_>)> {
     use secrecy::ExposeSecret as _;
-    let database = crate::store::DatabaseConfig::from_url_or_data_dir(
-        config.database_url.as_deref(),
-        &config.data_dir,
-    )?;
+    let database =
+        DatabaseConfig::from_url_or_data_dir(config.database_url.as_deref(), &config.data_dir)?;
     let key = match &config.master_key {
         Some(value) => setup::KeySource::Env(value.expose_secret()),
         None => setup::KeySource::File(setup::key_file(&config.data_dir)),
     };
+    Ok((database, key))
+}
+
+/// Opens the set-up data directory and runs `command` on the app service.
+fn with_apps<F>(config: &Config, command: impl FnOnce(Apps) -> F) -> Result<ExitCode>
+where
+    F: Future<Output = Result<ExitCode>>,
+{
+    let (database, key) = database_and_key(config)?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tokio.block_on(async {
+        let apps = Apps::open(&database, key).await?;
+        let result = command(apps.clone()).await;
+        apps.close().await;
+        result
+    })
+}
+
+/// `tessera app …`
+async fn app(apps: Apps, cmd: AppCommand, json: bool) -> Result<ExitCode> {
+    let app_json = |a: &App| json!({ "id": a.id.to_string(), "name": a.name, "created_at": a.created_at.to_rfc3339() });
+    match cmd {
+        AppCommand::Create { name } => {
+            let created = apps.create_app(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&app_json(&created))?);
+            } else {
+                println!("created app {:?} (id {})", created.name, created.id);
+                println!(
+                    "next: tessera key create --app {} --scopes SCOPE,…",
+                    created.name
+                );
+            }
+        }
+        AppCommand::List => {
+            let all = apps.list_apps().await?;
+            if json {
+                let items: Vec<_> = all.iter().map(app_json).collect();
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else if all.is_empty() {
+                println!("no apps yet: tessera app create NAME");
+            } else {
+                println!("{:<24} {:<36} CREATED", "NAME", "ID");
+                for a in &all {
+                    println!("{:<24} {:<36} {}", a.name, a.id, a.created_at.to_rfc3339());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tessera key …`
+async fn key(apps: Apps, cmd: KeyCommand, json: bool) -> Result<ExitCode> {
+    match cmd {
+        KeyCommand::Create { app, agent, scopes } => {
+            let scopes = Scope::parse_list(&scopes)?;
+            let owner = agent.map_or(KeyOwner::App, KeyOwner::Agent);
+            let created = apps.create_key(&app, owner, &scopes).await?;
+            let summary = KeySummary::of(&created.record, &created.app.name, created.agent);
+            let key = created.key.expose();
+            if json {
+                let mut out = serde_json::to_value(&summary)?;
+                if let Some(obj) = out.as_object_mut() {
+                    obj.insert("key".into(), json!(key.as_str()));
+                    obj.insert("app_id".into(), json!(created.app.id.to_string()));
+                }
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                let owner = match &summary.agent {
+                    Some(agent) => format!("agent {agent:?} of app {:?}", summary.app),
+                    None => format!("app {:?}", summary.app),
+                };
+                println!("created an {} key for {owner}", summary.kind);
+                println!("  key id        {}", summary.key_id);
+                println!("  scopes        {}", Scope::join(&summary.scopes));
+                println!("  fingerprint   {}", summary.fingerprint);
+                println!();
+                println!("  {}", key.as_str());
+                println!();
+                println!(
+                    "This key is shown ONCE and cannot be shown again: Tessera keeps only an \
+                     encrypted derived form. Store it in your secret manager now."
+                );
+            }
+        }
+        KeyCommand::List { app } => {
+            let keys = apps.key_summaries(&app).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else if keys.is_empty() {
+                println!("app {app:?} has no keys: tessera key create --app {app} --scopes …");
+            } else {
+                println!(
+                    "{:<16}  {:<5}  {:<12}  {:<8}  {:<24}  {:<24}  SCOPES",
+                    "KEY ID", "KIND", "AGENT", "STATUS", "CREATED", "LAST USED"
+                );
+                for k in &keys {
+                    println!(
+                        "{:<16}  {:<5}  {:<12}  {:<8}  {:<24}  {:<24}  {}",
+                        k.key_id,
+                        k.kind,
+                        k.agent.as_deref().unwrap_or("-"),
+                        if k.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        },
+                        k.created_at,
+                        k.last_used_at.as_deref().unwrap_or("never"),
+                        Scope::join(&k.scopes),
+                    );
+                }
+            }
+        }
+        KeyCommand::Revoke { key_id } => {
+            let revoked = apps.revoke_key(&key_id).await?;
+            let summary = apps.summary(&revoked.record).await?;
+            if json {
+                let mut out = serde_json::to_value(&summary)?;
+                if let Some(obj) = out.as_object_mut() {
+                    obj.insert("already_revoked".into(), json!(!revoked.now));
+                }
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if revoked.now {
+                println!("revoked key {} of app {:?}", summary.key_id, summary.app);
+            } else {
+                println!(
+                    "key {} of app {:?} was already revoked (at {})",
+                    summary.key_id,
+                    summary.app,
+                    summary.revoked_at.as_deref().unwrap_or("?")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tessera init`.
+fn init(config: &Config, json: bool) -> Result<ExitCode> {
+    let (database, key) = database_and_key(config)?;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

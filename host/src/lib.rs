@@ -1,8 +1,10 @@
 //! Tessera host library. The `tessera` binary only wires these modules together.
 //!
-//! Calls go one way: `cli` → `server` / `conformance` / `scaffold` → `plugin`; `config` is
-//! read once by `cli` and passed down. No module reaches upward.
+//! Calls go one way: `cli` → `server` / `apps` / `setup` / `conformance` / `scaffold` →
+//! `auth` → `vault` / `store` / `plugin`; `config` is read once by `cli` and passed down.
+//! No module reaches upward.
 
+pub mod apps;
 pub mod auth;
 pub mod builtin;
 pub mod cli;

@@ -2,6 +2,9 @@
 //! its migrations, and the first data key. Idempotent: running it again on a set-up directory
 //! checks that the master key still matches the database and changes nothing.
 //!
+//! Also [`open`]: how every other command loads a set-up directory (store + key ring), with
+//! the same master-key checks, and "run `tessera init`" when there is nothing to open.
+//!
 //! This module never prints or logs key material; it reports only fingerprints and paths.
 
 use std::path::{Path, PathBuf};
@@ -29,6 +32,12 @@ pub enum SetupError {
     /// The database could not be opened or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The data directory or database has not been set up.
+    #[error("{target} is not set up: run `tessera init` first")]
+    NotInitialised {
+        /// What was looked at (the SQLite file, or the PostgreSQL database, password hidden).
+        target: String,
+    },
     /// The master key is not the one this database was set up with.
     #[error(
         "this database was set up with another master key (fingerprint {recorded}); the key in use \
@@ -50,7 +59,7 @@ pub enum SetupError {
 pub enum KeySource<'a> {
     /// The `TESSERA_MASTER_KEY` value.
     Env(&'a str),
-    /// The key file (created 0600 if missing).
+    /// The key file (created 0600 by [`init`] if missing; [`open`] never creates it).
     File(PathBuf),
 }
 
@@ -148,6 +157,50 @@ pub async fn init(
         data_key_versions,
         initialised_now: first,
     })
+}
+
+/// Opens a data directory that `tessera init` set up: loads the master key (never creating
+/// one), opens and migrates the database, checks the master key's fingerprint against the
+/// one recorded, and unwraps the data keys into a [`KeyRing`]. Nothing set up yet (no SQLite
+/// file, no recorded fingerprint, no data key) is [`SetupError::NotInitialised`].
+pub async fn open(
+    database: &DatabaseConfig,
+    key: KeySource<'_>,
+) -> Result<(Store, KeyRing), SetupError> {
+    let not_initialised = || SetupError::NotInitialised {
+        target: database.to_string(),
+    };
+    // Checked first, so that a missing set-up says so instead of creating an empty database.
+    if let DatabaseConfig::Sqlite { path } = database
+        && !path.is_file()
+    {
+        return Err(not_initialised());
+    }
+    let (master, source_hint) = match key {
+        KeySource::Env(value) => (
+            MasterKey::from_env_value(value)?,
+            crate::vault::MASTER_KEY_ENV.to_owned(),
+        ),
+        KeySource::File(path) => (MasterKey::load(None, &path)?, path.display().to_string()),
+    };
+    let store = Store::open(database).await?;
+    let recorded = meta::get(&store, FINGERPRINT_KEY)
+        .await?
+        .ok_or_else(not_initialised)?;
+    let in_use = master.fingerprint();
+    if recorded != in_use {
+        return Err(SetupError::WrongMasterKey {
+            recorded,
+            in_use,
+            source_hint,
+        });
+    }
+    let stored = wrapped_keys(&store).await?;
+    if stored.is_empty() {
+        return Err(not_initialised());
+    }
+    let ring = KeyRing::new(&master, &stored)?;
+    Ok((store, ring))
 }
 
 async fn wrapped_keys(store: &Store) -> Result<Vec<WrappedDataKey>, StoreError> {

@@ -3,4 +3,5 @@
 //! sides must compute identically. Pure: no I/O.
 
 pub mod providers;
+pub mod scopes;
 pub mod signing;

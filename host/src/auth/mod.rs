@@ -2,8 +2,10 @@
 //! described in `docs/SIGNING.md` (skew window, `Content-Digest`, key lookup,
 //! constant-time HMAC comparison, nonce replay) and says who signed.
 //!
-//! Owns: the verification order and the `AuthError` codes, and the `NonceStore` /
-//! `KeyResolver` seams (the database implementations live in `store`, later). The scheme
+//! Owns: the verification order and the `AuthError` codes, the `NonceStore` /
+//! `KeyResolver` seams and their database implementations (`DbNonceStore`,
+//! `DbKeyResolver`), and how an API key's signing key is sealed for storage (the vault's
+//! associated data for it). The scheme
 //! itself — key format, derivation, signature base — is `tessera_proto::signing`, shared
 //! with the SDKs.
 //!
@@ -11,10 +13,15 @@
 //! signature or a signature base; compare secrets with `==`; accept a request before its
 //! signature is verified; record a nonce for a request whose signature is not valid.
 
+mod db;
 mod error;
 mod nonce;
 mod verify;
 
+pub use db::{
+    DbKeyResolver, DbNonceStore, KeyPrincipal, SIGNING_KEY_AAD_KIND, open_signing_key,
+    seal_signing_key,
+};
 pub use error::{AuthError, StoreError};
 pub use nonce::{MemoryNonceStore, NonceOutcome, NonceStore};
 pub use verify::{KeyResolver, ResolvedKey, SignedRequest, Verified, target_uri, unix_now, verify};

@@ -29,6 +29,8 @@
 
 // Product names in prose, not code. Remove once clippy.toml's `doc-valid-idents` lists them.
 
+pub mod agents;
+pub mod api_keys;
 pub mod apps;
 pub mod data_keys;
 pub mod dialect;
@@ -46,7 +48,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use error::StoreError;
-pub use types::{AppId, Timestamp};
+pub use types::{AgentId, AppId, Timestamp};
 
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "tessera.db";

@@ -33,6 +33,22 @@ impl Timestamp {
         self.0
     }
 
+    /// The time as RFC 3339 in UTC with millisecond precision (`2026-01-01T00:00:00.000Z`),
+    /// for people and JSON output.
+    pub fn to_rfc3339(self) -> String {
+        let secs = self.0.div_euclid(1000);
+        let millis = self.0.rem_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+
     /// This time plus `d` (saturating).
     #[must_use]
     pub fn plus(self, d: Duration) -> Self {
@@ -41,6 +57,21 @@ impl Timestamp {
                 .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         )
     }
+}
+
+/// Year, month, day of the proleptic Gregorian calendar for a day count since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Identifies an app. Stored as UUID text.
@@ -89,5 +120,72 @@ impl FromStr for AppId {
 impl From<Uuid> for AppId {
     fn from(u: Uuid) -> Self {
         AppId(u)
+    }
+}
+
+/// Identifies an agent (an operator-provisioned workload identity of one app). Stored as
+/// UUID text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgentId(Uuid);
+
+impl AgentId {
+    /// A fresh id (UUID v7: time-ordered, so inserts stay local in the primary key index).
+    pub fn new() -> Self {
+        AgentId(Uuid::now_v7())
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+
+    pub(crate) fn from_column(table: &'static str, text: &str) -> Result<Self, StoreError> {
+        text.parse().map_err(|_| StoreError::Corrupt {
+            table,
+            detail: format!("agent id {text:?} is not a UUID"),
+        })
+    }
+}
+
+impl Default for AgentId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for AgentId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(AgentId)
+    }
+}
+
+impl From<Uuid> for AgentId {
+    fn from(u: Uuid) -> Self {
+        AgentId(u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timestamp;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        for (millis, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_767_225_600_000, "2026-01-01T00:00:00.000Z"),
+            (951_825_599_999, "2000-02-29T11:59:59.999Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(Timestamp::from_unix_millis(millis).to_rfc3339(), text);
+        }
     }
 }

@@ -1,0 +1,175 @@
+//! The database side of authentication: [`DbKeyResolver`] finds an active key's sealed
+//! signing key in `api_keys` and opens it with the key ring; [`DbNonceStore`] remembers
+//! nonces in the `nonces` table, shared by every host instance. Also the one place that
+//! knows the vault's associated data for a stored signing key ([`seal_signing_key`],
+//! [`open_signing_key`]), so sealing and opening cannot disagree.
+//!
+//! Never logs or returns in an error a signing key; an unsealed key lives only in the
+//! zeroizing [`SigningKey`] handed to the verifier.
+
+use std::sync::Arc;
+
+use tessera_proto::scopes::Scope;
+use tessera_proto::signing::{KeyId, KeyKind, SigningKey};
+
+use super::{KeyResolver, NonceOutcome, NonceStore, ResolvedKey, StoreError};
+use crate::store::{self, AgentId, AppId, Store, Timestamp, api_keys, nonces};
+use crate::vault::{Aad, KeyRing, Sealed, VaultError};
+
+/// The `kind` of the vault's associated data for an API key's signing key. With record id =
+/// key id and app = app id, a sealed key copied to another key's row, or another app's,
+/// does not open.
+pub const SIGNING_KEY_AAD_KIND: &str = "api-key-signing";
+
+/// Seals `signing_key` for the `api_keys` row of `key_id` in app `app_id`; returns the bytes
+/// to store.
+pub fn seal_signing_key(
+    ring: &KeyRing,
+    key_id: &KeyId,
+    app_id: AppId,
+    signing_key: &SigningKey,
+) -> Result<Vec<u8>, VaultError> {
+    let app_id = app_id.to_string();
+    let aad = Aad {
+        record_id: key_id.as_str(),
+        app_id: &app_id,
+        kind: SIGNING_KEY_AAD_KIND,
+    };
+    Ok(ring.seal(&aad, signing_key.as_bytes())?.to_bytes())
+}
+
+/// Opens the signing key stored in `record`. Fails if the bytes were altered, moved from
+/// another row, or sealed under a data key the ring does not hold.
+pub fn open_signing_key(
+    ring: &KeyRing,
+    record: &api_keys::ApiKeyRecord,
+) -> Result<SigningKey, VaultError> {
+    let app_id = record.app_id.to_string();
+    let aad = Aad {
+        record_id: record.key_id.as_str(),
+        app_id: &app_id,
+        kind: SIGNING_KEY_AAD_KIND,
+    };
+    let sealed = Sealed::from_bytes(&record.sealed_signing_key)?;
+    let plain = ring.open(&aad, &sealed)?;
+    let bytes: [u8; 32] = plain
+        .expose()
+        .try_into()
+        .map_err(|_| VaultError::Malformed("a stored signing key is not 32 bytes"))?;
+    Ok(SigningKey::from_bytes(bytes))
+}
+
+/// Who signed a verified request: the key, its app (and agent) and its Tessera scopes. The
+/// layers above check scopes and isolate apps with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPrincipal {
+    /// The key that signed.
+    pub key_id: KeyId,
+    /// The app that owns the key.
+    pub app_id: AppId,
+    /// App key or agent key.
+    pub kind: KeyKind,
+    /// The agent, for an agent key.
+    pub agent_id: Option<AgentId>,
+    /// The key's Tessera scopes, in catalog order.
+    pub scopes: Vec<Scope>,
+}
+
+/// Resolves key ids against the `api_keys` table. Revoked and unknown keys are `None`
+/// (the verifier answers `unknown_key` for both, so a caller cannot tell them apart).
+#[derive(Debug, Clone)]
+pub struct DbKeyResolver {
+    store: Store,
+    ring: Arc<KeyRing>,
+}
+
+impl DbKeyResolver {
+    /// A resolver over `store`, opening signing keys with `ring`.
+    pub fn new(store: Store, ring: Arc<KeyRing>) -> Self {
+        Self { store, ring }
+    }
+}
+
+fn unavailable(
+    message: String,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::new(message, Some(Box::new(source)))
+}
+
+impl KeyResolver for DbKeyResolver {
+    type Principal = KeyPrincipal;
+
+    async fn resolve(
+        &self,
+        key_id: &KeyId,
+    ) -> Result<Option<ResolvedKey<KeyPrincipal>>, StoreError> {
+        let record = api_keys::get_by_key_id(&self.store, key_id)
+            .await
+            .map_err(|e| unavailable("cannot read the API key table".into(), e))?;
+        let Some(record) = record.filter(|r| !r.is_revoked()) else {
+            return Ok(None);
+        };
+        // A key that does not open is an integrity problem on our side, not the caller's
+        // mistake: refuse (fail closed) as unavailable, and let the log say which key.
+        let signing_key = open_signing_key(&self.ring, &record).map_err(|e| {
+            unavailable(
+                format!("the stored signing key of API key {key_id} cannot be opened"),
+                e,
+            )
+        })?;
+        Ok(Some(ResolvedKey {
+            signing_key,
+            principal: KeyPrincipal {
+                key_id: record.key_id,
+                app_id: record.app_id,
+                kind: record.kind,
+                agent_id: record.agent_id,
+                scopes: record.scopes,
+            },
+        }))
+    }
+}
+
+/// Remembers nonces in the database, so a nonce accepted by one host instance is a replay
+/// on every other. Check-and-insert is one atomic insert on the (key id, nonce) primary key.
+#[derive(Debug, Clone)]
+pub struct DbNonceStore {
+    store: Store,
+}
+
+impl DbNonceStore {
+    /// A nonce store over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Forgets nonces whose window closed strictly before `now` (Unix seconds); returns how
+    /// many. A nonce is kept through its last second, when a replay could still verify.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, store::StoreError> {
+        let cutoff = now.saturating_mul(1000).saturating_sub(1);
+        nonces::purge_expired(&self.store, Timestamp::from_unix_millis(cutoff)).await
+    }
+}
+
+impl NonceStore for DbNonceStore {
+    async fn check_and_remember(
+        &self,
+        key_id: &KeyId,
+        nonce: &str,
+        expires_at: i64,
+        _now: i64,
+    ) -> Result<NonceOutcome, StoreError> {
+        // An expired row that is still present reads as a replay; that is harmless, since
+        // a request that old already failed the skew check before reaching this point.
+        let expires_at = Timestamp::from_unix_millis(expires_at.saturating_mul(1000));
+        let fresh = nonces::remember(&self.store, key_id.as_str(), nonce, expires_at)
+            .await
+            .map_err(|e| unavailable("cannot reach the nonce table".into(), e))?;
+        Ok(if fresh {
+            NonceOutcome::Fresh
+        } else {
+            NonceOutcome::Replayed
+        })
+    }
+}
