@@ -74,104 +74,72 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Identifies an app. Stored as UUID text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AppId(Uuid);
+/// Defines a UUID newtype id: fresh ids are UUID v7 (time-ordered, so inserts stay local in
+/// the primary-key index), stored as UUID text.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Uuid);
 
-impl AppId {
-    /// A fresh id (UUID v7: time-ordered, so inserts stay local in the primary key index).
-    pub fn new() -> Self {
-        AppId(Uuid::now_v7())
-    }
+        impl $name {
+            /// A fresh id (UUID v7).
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
 
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
+            /// The underlying UUID.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
 
-    pub(crate) fn from_column(table: &'static str, text: &str) -> Result<Self, StoreError> {
-        text.parse().map_err(|_| StoreError::Corrupt {
-            table,
-            detail: format!("app id {text:?} is not a UUID"),
-        })
-    }
+            pub(crate) fn from_column(table: &'static str, text: &str) -> Result<Self, StoreError> {
+                text.parse().map_err(|_| StoreError::Corrupt {
+                    table,
+                    detail: format!(concat!($what, " id {:?} is not a UUID"), text),
+                })
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(u: Uuid) -> Self {
+                Self(u)
+            }
+        }
+    };
 }
 
-impl Default for AppId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+uuid_id!(
+    /// Identifies an app.
+    AppId,
+    "app"
+);
 
-impl fmt::Display for AppId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for AppId {
-    type Err = uuid::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(AppId)
-    }
-}
-
-impl From<Uuid> for AppId {
-    fn from(u: Uuid) -> Self {
-        AppId(u)
-    }
-}
-
-/// Identifies an agent (an operator-provisioned workload identity of one app). Stored as
-/// UUID text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AgentId(Uuid);
-
-impl AgentId {
-    /// A fresh id (UUID v7: time-ordered, so inserts stay local in the primary key index).
-    pub fn new() -> Self {
-        AgentId(Uuid::now_v7())
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-
-    pub(crate) fn from_column(table: &'static str, text: &str) -> Result<Self, StoreError> {
-        text.parse().map_err(|_| StoreError::Corrupt {
-            table,
-            detail: format!("agent id {text:?} is not a UUID"),
-        })
-    }
-}
-
-impl Default for AgentId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for AgentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for AgentId {
-    type Err = uuid::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(AgentId)
-    }
-}
-
-impl From<Uuid> for AgentId {
-    fn from(u: Uuid) -> Self {
-        AgentId(u)
-    }
-}
+uuid_id!(
+    /// Identifies an agent (an operator-provisioned workload identity of one app).
+    AgentId,
+    "agent"
+);
 
 #[cfg(test)]
 mod tests {
