@@ -175,6 +175,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // A second initialisation (tests calling `run` twice) is harmless, so its error is ignored.
@@ -224,13 +225,6 @@ fn registry(config: &Config, watch: bool) -> Result<Registry> {
 
 fn serve(config: &Arc<Config>) -> Result<ExitCode> {
     let registry = Arc::new(registry(config, true)?);
-    let report = registry.load_report();
-    tracing::info!(
-        providers = report.loaded,
-        from_cache = report.from_cache,
-        elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
-        "providers loaded"
-    );
     // The watcher thread runs until this guard drops, after the server has stopped.
     let _watcher = registry.watch()?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
