@@ -196,6 +196,11 @@ impl Apps {
         DbNonceStore::new(self.store.clone())
     }
 
+    /// Records that a request signed with `key_id` has just verified (`last_used_at`).
+    pub async fn record_key_use(&self, key_id: &KeyId) -> Result<(), AppsError> {
+        Ok(api_keys::touch_last_used(&self.store, key_id, Timestamp::now()).await?)
+    }
+
     /// Registers app `name`.
     pub async fn create_app(&self, name: &str) -> Result<App, AppsError> {
         check_name("app", name)?;

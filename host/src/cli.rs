@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use tessera_proto::providers::ProviderSummary;
 
 use tessera_proto::scopes::Scope;
 
@@ -224,13 +223,18 @@ fn registry(config: &Config, watch: bool) -> Result<Registry> {
 }
 
 fn serve(config: &Arc<Config>) -> Result<ExitCode> {
-    let registry = Arc::new(registry(config, true)?);
-    // The watcher thread runs until this guard drops, after the server has stopped.
-    let _watcher = registry.watch()?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    tokio.block_on(server::serve(config.clone(), registry))?;
+    // The store first: a directory that is not set up fails fast with "run `tessera init`".
+    let (database, key) = database_and_key(config)?;
+    let apps = tokio.block_on(Apps::open(&database, key))?;
+    let registry = Arc::new(registry(config, true)?);
+    // The watcher thread runs until this guard drops, after the server has stopped.
+    let _watcher = registry.watch()?;
+    let result = tokio.block_on(server::serve(config.clone(), registry, apps.clone()));
+    tokio.block_on(apps.close());
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,7 +244,7 @@ fn provider(config: &Config, cmd: ProviderCommand, json: bool) -> Result<ExitCod
             let registry = registry(config, false)?;
             let plugins = registry.list();
             if json {
-                let items: Vec<_> = plugins.iter().map(|p| summary(p)).collect();
+                let items: Vec<_> = plugins.iter().map(|p| p.summary()).collect();
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else if plugins.is_empty() {
                 println!("no providers loaded (built-ins are embedded by `cargo xtask build`)");
@@ -296,29 +300,8 @@ fn load_file(config: &Config, file: &Path) -> Result<Arc<Plugin>> {
     Ok(plugin)
 }
 
-fn wire_kind(kind: AuthKind) -> tessera_proto::providers::AuthKind {
-    match kind {
-        AuthKind::Oauth2 => tessera_proto::providers::AuthKind::Oauth2,
-        AuthKind::Oauth1 => tessera_proto::providers::AuthKind::Oauth1,
-        AuthKind::ManagedSecret => tessera_proto::providers::AuthKind::ManagedSecret,
-    }
-}
-
 fn auth_kind(kind: AuthKind) -> &'static str {
-    wire_kind(kind).as_str()
-}
-
-fn summary(p: &Plugin) -> ProviderSummary {
-    let i = p.info();
-    ProviderSummary {
-        id: i.id.clone(),
-        display_name: i.display_name.clone(),
-        auth_kind: wire_kind(i.auth_kind),
-        version: i.version.clone(),
-        contract_version: p.contract_version().to_string(),
-        categories: i.categories.clone(),
-        source: p.source().to_string(),
-    }
+    tessera_proto::providers::AuthKind::from(kind).as_str()
 }
 
 fn info_json(i: &ProviderInfo) -> serde_json::Value {

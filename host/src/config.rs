@@ -52,6 +52,13 @@ pub struct Config {
     pub allow_builtin_override: bool,
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
+    /// The origin clients address this host by (`https://tessera.example.com`: scheme, host
+    /// and optional port; no path, query or credentials). Request signatures cover the target
+    /// URI, which the host rebuilds from this origin plus the request's path and query, never
+    /// from `Host` or `X-Forwarded-*` headers — so set it when the host sits behind a proxy or
+    /// load balancer. Default: `http://` + the address actually bound. Also
+    /// `TESSERA_PUBLIC_URL`.
+    pub public_url: Option<String>,
     /// Log output format.
     pub log_format: LogFormat,
     /// Sandbox limits for provider components.
@@ -109,6 +116,7 @@ impl Default for Config {
             providers_dir: None,
             allow_builtin_override: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
             log_format: LogFormat::Pretty,
             plugins: PluginLimits::default(),
             database_url: None,
@@ -202,6 +210,9 @@ impl Config {
                     message: e.to_string(),
                 })?;
         }
+        if let Some(v) = env("TESSERA_PUBLIC_URL").filter(|v| !v.is_empty()) {
+            config.public_url = Some(v);
+        }
         if let Some(v) = env("TESSERA_LOG_FORMAT") {
             config.log_format = match v.as_str() {
                 "pretty" => LogFormat::Pretty,
@@ -227,7 +238,10 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            self.public_url = Some(public_origin(url)?);
+        }
         let p = &self.plugins;
         if !(1..=4096).contains(&p.memory_mib) {
             return Err(ConfigError::Invalid(format!(
@@ -250,6 +264,15 @@ impl Config {
         Ok(())
     }
 
+    /// The public origin request signatures are checked against: `public_url`, or
+    /// `http://{bound}` when it is not set (`bound` is the address the listener really got,
+    /// which differs from `listen` for port 0).
+    pub fn public_origin(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+
     /// Where compiled components are cached.
     pub fn component_cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache/components")
@@ -259,6 +282,26 @@ impl Config {
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.plugins.deadline_ms)
     }
+}
+
+/// Checks that `url` is a bare `http`/`https` origin and returns it without a trailing slash.
+fn public_origin(url: &str) -> Result<String, ConfigError> {
+    let invalid = |why: &str| {
+        ConfigError::Invalid(format!(
+            "public_url must be an origin such as https://tessera.example.com ({why}), got {url:?}"
+        ))
+    };
+    let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid("no user name or password"));
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid("no path, query or fragment"));
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
@@ -319,6 +362,34 @@ mod tests {
             err.contains("TESSERA_LOG_FORMAT") && err.contains("xml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn public_url_must_be_an_origin_and_defaults_to_the_bound_address() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let config = Config::load_from(
+            None,
+            &Overrides::default(),
+            env_of(&[("TESSERA_PUBLIC_URL", "https://Tessera.Example.com/")]),
+        )
+        .unwrap();
+        assert_eq!(config.public_origin(bound), "https://tessera.example.com");
+        let config = Config::load_from(None, &Overrides::default(), |_| None).unwrap();
+        assert_eq!(config.public_origin(bound), "http://127.0.0.1:4321");
+        for bad in [
+            "ftp://x.example",
+            "https://x.example/v1",
+            "https://u:p@x.example",
+            "x.example",
+        ] {
+            let err = Config::load_from(None, &Overrides::default(), |name| {
+                (name == "TESSERA_PUBLIC_URL").then(|| bad.to_owned())
+            })
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(err.contains("public_url"), "{bad}: {err}");
+        }
     }
 
     #[test]

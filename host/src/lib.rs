@@ -1,9 +1,11 @@
 //! Tessera host library. The `tessera` binary only wires these modules together.
 //!
-//! Calls go one way: `cli` → `server` / `apps` / `setup` / `conformance` / `scaffold` →
-//! `auth` → `vault` / `store` / `plugin`; `config` is read once by `cli` and passed down.
+//! Calls go one way: `cli` → `server` → `api` → `apps` / `setup` / `conformance` /
+//! `scaffold` → `auth` → `vault` / `store` / `plugin`; `config` is read once by `cli` and
+//! passed down.
 //! No module reaches upward.
 
+pub mod api;
 pub mod apps;
 pub mod auth;
 pub mod builtin;

@@ -1,14 +1,18 @@
-//! The HTTP server: binds, serves health and readiness, shuts down on Ctrl-C or SIGTERM.
+//! The HTTP server: binds, serves health and readiness (unauthenticated) and the signed SDK
+//! API (`api`), answers unknown routes with a problem document, shuts down on Ctrl-C or
+//! SIGTERM.
 //!
 //! Handlers are thin; this module holds no provider logic and never sees a secret.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::api::{self, ApiState};
+use crate::apps::Apps;
 use crate::config::Config;
 use crate::plugin::Registry;
 
@@ -19,6 +23,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The loaded providers.
     pub registry: Arc<Registry>,
+    /// What the signed API needs (store, key resolver, nonce store, public origin).
+    pub api: ApiState,
+}
+
+impl FromRef<AppState> for ApiState {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.clone()
+    }
 }
 
 /// The router with every route this host serves.
@@ -26,11 +38,16 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(api::routes())
+        .fallback(api::not_found)
+        // After every route: it applies to the routes present when it is called.
+        .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
 }
 
-/// Binds `config.listen`, prints the address, and serves until a shutdown signal.
-pub async fn serve(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Result<()> {
+/// Binds `config.listen`, prints the address, and serves until a shutdown signal. `apps` is
+/// the opened data directory (see `setup::open`).
+pub async fn serve(config: Arc<Config>, registry: Arc<Registry>, apps: Apps) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -39,7 +56,14 @@ pub async fn serve(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Resu
     // Printed on stdout (not only logged) so scripts and people can find the address.
     println!("tessera listening on http://{addr} ({providers} providers loaded)");
     tracing::info!(%addr, providers, "listening");
-    let app = router(AppState { config, registry });
+    let origin = config.public_origin(addr);
+    tracing::info!(%origin, "request signatures are checked against this origin");
+    let api = ApiState::new(apps, registry.clone(), &origin);
+    let app = router(AppState {
+        config,
+        registry,
+        api,
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -2,6 +2,8 @@
 //! sends and what its clients read cannot drift apart, plus the request-signing scheme both
 //! sides must compute identically. Pure: no I/O.
 
+pub mod problem;
 pub mod providers;
 pub mod scopes;
 pub mod signing;
+pub mod whoami;

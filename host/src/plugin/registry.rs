@@ -224,6 +224,15 @@ impl Registry {
         self.shared.snapshot().values().cloned().collect()
     }
 
+    /// The provider catalogue, ordered by id, as clients see it.
+    pub fn catalogue(&self) -> Vec<tessera_proto::providers::ProviderSummary> {
+        self.shared
+            .snapshot()
+            .values()
+            .map(|p| p.summary())
+            .collect()
+    }
+
     /// Every provider id, in order.
     pub fn ids(&self) -> Vec<String> {
         self.shared.snapshot().keys().cloned().collect()

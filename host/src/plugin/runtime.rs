@@ -25,9 +25,10 @@ use super::engine::{self, AllocatorKind, EpochTicker, PoolConfig, PoolingMode};
 use super::output::OutputSize;
 use super::sandbox::{PureState, StoreState, WasiState};
 use super::types::{
-    Classification, Context, Credential, HttpRequest, HttpResponse, Input, ProviderError,
+    AuthKind, Classification, Context, Credential, HttpRequest, HttpResponse, Input, ProviderError,
     ProviderInfo, Step,
 };
+use tessera_proto::providers::{self as wire, ProviderSummary};
 
 /// Runs one contract call on a fresh instance of either store type. The body is expanded
 /// once per store type, because the generated `call_*` methods are generic over the store.
@@ -442,6 +443,16 @@ impl fmt::Debug for Plugin {
     }
 }
 
+impl From<AuthKind> for wire::AuthKind {
+    fn from(kind: AuthKind) -> Self {
+        match kind {
+            AuthKind::Oauth2 => Self::Oauth2,
+            AuthKind::Oauth1 => Self::Oauth1,
+            AuthKind::ManagedSecret => Self::ManagedSecret,
+        }
+    }
+}
+
 impl Plugin {
     /// The manifest `info()` returned at load time.
     pub fn info(&self) -> &ProviderInfo {
@@ -476,6 +487,20 @@ impl Plugin {
     /// Where the component came from.
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// This provider as the catalogue shows it to clients (CLI listing and HTTP API).
+    pub fn summary(&self) -> ProviderSummary {
+        let i = &self.info;
+        ProviderSummary {
+            id: i.id.clone(),
+            display_name: i.display_name.clone(),
+            auth_kind: i.auth_kind.into(),
+            version: i.version.clone(),
+            contract_version: self.contract.to_string(),
+            categories: i.categories.clone(),
+            source: self.source.to_string(),
+        }
     }
 
     /// Starts a connect flow.

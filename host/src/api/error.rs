@@ -1,0 +1,197 @@
+//! [`ApiError`]: every way an API request can fail, rendered as one RFC 9457
+//! `application/problem+json` document ([`tessera_proto::problem::Problem`]) with a stable
+//! machine `code`.
+//!
+//! The `detail` a caller sees is the error's `Display`, which never holds key material,
+//! signatures or tokens; causes that only the operator should see (a store failure's source)
+//! go to the log, never into the body.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tessera_proto::problem::{self, Problem};
+use tessera_proto::scopes::Scope;
+
+use crate::auth::AuthError;
+
+/// Why an API request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request signature did not verify, or the key or nonce store failed (the code and
+    /// status are [`AuthError::code`] and [`AuthError::status`]).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The key is valid but lacks Tessera scopes this route needs.
+    #[error("this API key lacks the scopes this request needs: {}", Scope::join(.missing))]
+    InsufficientScope {
+        /// The scopes the route needs that the key does not have, in catalog order.
+        missing: Vec<Scope>,
+    },
+    /// The request body is larger than the host accepts.
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The request body could not be read (the connection failed mid-body).
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    /// No route has this path.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The path exists but not with this method.
+    #[error("this endpoint does not accept this method")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    /// The stable machine code of the problem document.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Auth(e) => e.code(),
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyUnreadable => "body_unreadable",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Auth(e) => e.status(),
+            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The problem document this error renders as.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            problem_type: problem::ABOUT_BLANK.to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code().to_owned(),
+            missing_scopes: match self {
+                Self::InsufficientScope { missing } => Some(missing.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        if self.status().is_server_error() {
+            // The cause (which store failed, and why) is for the operator only.
+            let mut cause = String::new();
+            let mut next = std::error::Error::source(&self);
+            while let Some(e) = next {
+                cause.push_str(": ");
+                cause.push_str(&e.to_string());
+                next = e.source();
+            }
+            tracing::error!(code, error = %self, cause, "request failed");
+        } else {
+            tracing::debug!(code, "request refused");
+        }
+        let mut response = (self.status(), Json(self.problem())).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(problem::CONTENT_TYPE),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::StoreError;
+
+    #[test]
+    fn every_auth_error_keeps_its_code_and_status() {
+        let cases = [
+            (
+                ApiError::from(AuthError::SignatureMissing),
+                401,
+                "signature_missing",
+            ),
+            (
+                AuthError::SignatureMalformed("x").into(),
+                401,
+                "signature_malformed",
+            ),
+            (
+                AuthError::AlgorithmUnsupported.into(),
+                401,
+                "signature_algorithm_unsupported",
+            ),
+            (
+                AuthError::ComponentsInvalid.into(),
+                401,
+                "signature_components_invalid",
+            ),
+            (
+                AuthError::SignatureExpired { skew: 301 }.into(),
+                401,
+                "signature_expired",
+            ),
+            (AuthError::DigestMissing.into(), 401, "digest_missing"),
+            (AuthError::DigestMismatch.into(), 401, "digest_mismatch"),
+            (AuthError::UnknownKey.into(), 401, "unknown_key"),
+            (AuthError::SignatureInvalid.into(), 401, "signature_invalid"),
+            (AuthError::NonceReplayed.into(), 401, "nonce_replayed"),
+            (
+                AuthError::Unavailable(StoreError::new("db down", None)).into(),
+                503,
+                "auth_unavailable",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let p = error.problem();
+            assert_eq!((p.status, p.code.as_str()), (status, code));
+            assert!(p.missing_scopes.is_none());
+        }
+    }
+
+    #[test]
+    fn store_failure_detail_does_not_leak_the_cause() {
+        let e = ApiError::from(AuthError::Unavailable(StoreError::new(
+            "cannot read the API key table at /secret/path",
+            None,
+        )));
+        assert!(!e.problem().detail.contains("/secret/path"));
+    }
+
+    #[tokio::test]
+    async fn insufficient_scope_is_a_403_problem_listing_the_missing_scopes() {
+        let response = ApiError::InsufficientScope {
+            missing: vec![Scope::GrantsRead, Scope::AuditRead],
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static("application/problem+json"))
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let p: Problem = serde_json::from_slice(&body).unwrap();
+        assert_eq!(p.code, "insufficient_scope");
+        assert_eq!(p.title, "Forbidden");
+        assert_eq!(
+            p.missing_scopes,
+            Some(vec![Scope::GrantsRead, Scope::AuditRead])
+        );
+        assert!(p.detail.contains("grants:read audit:read"), "{}", p.detail);
+    }
+}
