@@ -299,6 +299,16 @@ fn tessera_env(data_dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> Result<
     Ok(cmd.output()?)
 }
 
+/// `tessera init`, then `tessera app create billing`; returns the app as JSON.
+fn init_with_app(dir: &Path, env: &[(&str, &str)]) -> Result<Value> {
+    json_of(&tessera_env(dir, env, &["init", "--json"])?)?;
+    json_of(&tessera_env(
+        dir,
+        env,
+        &["app", "create", "billing", "--json"],
+    )?)
+}
+
 /// Runs the same scenario on SQLite and on a fresh PostgreSQL database.
 fn on_both_backends(scenario: impl Fn(&Path, &[(&str, &str)]) -> Result<()>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -604,12 +614,7 @@ mod api {
     #[test]
     fn signed_requests_are_served_and_replayed_tampered_or_unsigned_ones_refused() -> Result<()> {
         on_both_backends(|dir, env| {
-            json_of(&tessera_env(dir, env, &["init", "--json"])?)?;
-            let app = json_of(&tessera_env(
-                dir,
-                env,
-                &["app", "create", "billing", "--json"],
-            )?)?;
+            let app = init_with_app(dir, env)?;
             let created = json_of(&tessera_env(
                 dir,
                 env,
@@ -709,17 +714,6 @@ mod apps_and_keys {
     use tessera_proto::scopes::Scope;
     use tessera_proto::signing::{ApiKey, KeyKind};
 
-    /// `tessera init` then `tessera ARGS…`, for a scenario on one backend.
-    fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Result<Output> {
-        tessera_env(dir, env, args)
-    }
-
-    fn setup(dir: &Path, env: &[(&str, &str)]) -> Result<()> {
-        json_of(&run(dir, env, &["init", "--json"])?)?;
-        json_of(&run(dir, env, &["app", "create", "billing", "--json"])?)?;
-        Ok(())
-    }
-
     fn failure(out: &Output) -> Result<String> {
         ensure!(
             !out.status.success(),
@@ -732,11 +726,11 @@ mod apps_and_keys {
     #[test]
     fn created_key_parses_and_is_never_listed() -> Result<()> {
         on_both_backends(|dir, env| {
-            setup(dir, env)?;
-            let apps = json_of(&run(dir, env, &["app", "list", "--json"])?)?;
+            init_with_app(dir, env)?;
+            let apps = json_of(&tessera_env(dir, env, &["app", "list", "--json"])?)?;
             ensure!(apps[0]["name"] == "billing", "{apps}");
 
-            let created = json_of(&run(
+            let created = json_of(&tessera_env(
                 dir,
                 env,
                 &[
@@ -761,7 +755,7 @@ mod apps_and_keys {
             ensure!(created["fingerprint"] == key.fingerprint().as_str());
 
             // The human form says the key is shown once, and shows it on a line of its own.
-            let human = run(
+            let human = tessera_env(
                 dir,
                 env,
                 &[
@@ -789,7 +783,7 @@ mod apps_and_keys {
                 &["key", "list", "--app", "billing", "--json"][..],
                 &["key", "list", "--app", "billing"][..],
             ] {
-                let out = run(dir, env, args)?;
+                let out = tessera_env(dir, env, args)?;
                 ensure!(out.status.success(), "{}", stderr(&out));
                 let listed = stdout(&out);
                 for secret in [text, agent_key] {
@@ -798,7 +792,7 @@ mod apps_and_keys {
                     ensure!(!listed.contains(tail), "key list shows a secret: {listed}");
                 }
             }
-            let listed = json_of(&run(
+            let listed = json_of(&tessera_env(
                 dir,
                 env,
                 &["key", "list", "--app", "billing", "--json"],
@@ -807,14 +801,14 @@ mod apps_and_keys {
             ensure!(listed.len() == 2, "{listed:?}");
             ensure!(listed[1]["agent"] == "mailbot" && listed[1]["kind"] == "agent");
 
-            let revoked = json_of(&run(
+            let revoked = json_of(&tessera_env(
                 dir,
                 env,
                 &["key", "revoke", key.key_id().as_str(), "--json"],
             )?)?;
             ensure!(revoked["revoked_at"].is_string(), "{revoked}");
             ensure!(revoked["already_revoked"] == false, "{revoked}");
-            let again = json_of(&run(
+            let again = json_of(&tessera_env(
                 dir,
                 env,
                 &["key", "revoke", key.key_id().as_str(), "--json"],
@@ -827,20 +821,20 @@ mod apps_and_keys {
     #[test]
     fn duplicate_app_unknown_app_and_unknown_scope_are_clear_errors() -> Result<()> {
         on_both_backends(|dir, env| {
-            setup(dir, env)?;
-            let err = failure(&run(dir, env, &["app", "create", "billing"])?)?;
+            init_with_app(dir, env)?;
+            let err = failure(&tessera_env(dir, env, &["app", "create", "billing"])?)?;
             ensure!(err.contains("app \"billing\" already exists"), "{err}");
 
-            let err = failure(&run(
+            let err = failure(&tessera_env(
                 dir,
                 env,
                 &["key", "create", "--app", "ghost", "--scopes", "audit:read"],
             )?)?;
             ensure!(err.contains("\"ghost\""), "{err}");
-            let err = failure(&run(dir, env, &["key", "list", "--app", "ghost"])?)?;
+            let err = failure(&tessera_env(dir, env, &["key", "list", "--app", "ghost"])?)?;
             ensure!(err.contains("\"ghost\""), "{err}");
 
-            let err = failure(&run(
+            let err = failure(&tessera_env(
                 dir,
                 env,
                 &[
@@ -856,7 +850,11 @@ mod apps_and_keys {
             for scope in Scope::ALL {
                 ensure!(err.contains(scope.as_str()), "{err} does not list {scope}");
             }
-            let err = failure(&run(dir, env, &["key", "revoke", "0123456789abcdef"])?)?;
+            let err = failure(&tessera_env(
+                dir,
+                env,
+                &["key", "revoke", "0123456789abcdef"],
+            )?)?;
             ensure!(err.contains("0123456789abcdef"), "{err}");
             Ok(())
         })
@@ -865,7 +863,7 @@ mod apps_and_keys {
     #[test]
     fn commands_before_init_say_to_run_init() -> Result<()> {
         on_both_backends(|dir, env| {
-            let err = failure(&run(dir, env, &["app", "list"])?)?;
+            let err = failure(&tessera_env(dir, env, &["app", "list"])?)?;
             ensure!(err.contains("tessera init"), "{err}");
             Ok(())
         })
@@ -952,7 +950,7 @@ mod apps_and_keys {
     #[test]
     fn created_key_appears_nowhere_in_the_database() -> Result<()> {
         on_both_backends(|dir, env| {
-            setup(dir, env)?;
+            init_with_app(dir, env)?;
             let mut keys = Vec::new();
             for extra in [&[][..], &["--agent", "bot"][..]] {
                 let mut args = vec![
@@ -965,7 +963,7 @@ mod apps_and_keys {
                     "--json",
                 ];
                 args.extend_from_slice(extra);
-                let created = json_of(&run(dir, env, &args)?)?;
+                let created = json_of(&tessera_env(dir, env, &args)?)?;
                 keys.push(created["key"].as_str().context("key")?.to_owned());
             }
             let url = env
