@@ -8,19 +8,23 @@
 //! signing key. What is stored for a key is its id, owner, scopes, the signing key sealed by
 //! the vault, and a one-way fingerprint. The [`ApiKey`] returned by [`Apps::create_key`] is
 //! the only copy there will ever be.
-
-use std::sync::Arc;
+//!
+//! Key creation and revocation are audited (`key.create`, `key.revoke`) in the same
+//! transaction as the change itself: if the audit row cannot be written, the key is not
+//! created or revoked.
 
 use rand::RngCore as _;
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::{ApiKey, KEY_ID_LEN, KeyId, KeyKind, SECRET_LEN, SigningError};
 
+use crate::audit::{self, Action, AuditEntry, AuditError, Origin, Outcome};
 use crate::auth::{self, DbKeyResolver, DbNonceStore};
+use crate::keys::LiveRing;
 use crate::setup::{self, KeySource, SetupError};
 use crate::store::api_keys::ApiKeyRecord;
 use crate::store::apps::App;
 use crate::store::{DatabaseConfig, Store, StoreError, Timestamp, agents, api_keys, apps};
-use crate::vault::{KeyRing, VaultError};
+use crate::vault::VaultError;
 
 /// Longest app or agent name accepted.
 pub const MAX_NAME_LEN: usize = 64;
@@ -80,7 +84,14 @@ pub enum AppsError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The change could not be audited, so it was not made.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
+
+/// Who [`Apps::create_key`] and [`Apps::revoke_key`] record as acting: the local operator
+/// on the command line.
+pub const LOCAL_OPERATOR: &str = "local";
 
 fn valid_scopes() -> String {
     Scope::ALL
@@ -166,19 +177,19 @@ pub struct Revoked {
 #[derive(Debug, Clone)]
 pub struct Apps {
     store: Store,
-    ring: Arc<KeyRing>,
+    keys: LiveRing,
 }
 
 impl Apps {
-    /// A service over an open store and key ring.
-    pub fn new(store: Store, ring: Arc<KeyRing>) -> Self {
-        Self { store, ring }
+    /// A service over an open store and live key ring.
+    pub fn new(store: Store, keys: LiveRing) -> Self {
+        Self { store, keys }
     }
 
     /// Opens a data directory set up by `tessera init` (see [`setup::open`]).
     pub async fn open(database: &DatabaseConfig, key: KeySource<'_>) -> Result<Self, AppsError> {
-        let (store, ring) = setup::open(database, key).await?;
-        Ok(Self::new(store, Arc::new(ring)))
+        let (store, keys) = setup::open(database, key).await?;
+        Ok(Self::new(store, keys))
     }
 
     /// The store.
@@ -186,9 +197,15 @@ impl Apps {
         &self.store
     }
 
+    /// The live key ring (seal with it; open through [`LiveRing::open`], which learns data
+    /// key versions a rotation adds while the host runs).
+    pub fn keys(&self) -> &LiveRing {
+        &self.keys
+    }
+
     /// A key resolver for request verification over the same database and key ring.
     pub fn key_resolver(&self) -> DbKeyResolver {
-        DbKeyResolver::new(self.store.clone(), self.ring.clone())
+        DbKeyResolver::new(self.store.clone(), self.keys.clone())
     }
 
     /// A nonce store over the same database.
@@ -228,11 +245,28 @@ impl Apps {
             })
     }
 
-    /// Mints a key for app `app_name` (or one of its agents) with `scopes`. The returned
-    /// [`CreatedKey::key`] is the only copy: the database keeps the sealed signing key and a
-    /// fingerprint.
+    /// [`Self::create_key_as`] by the operator [`LOCAL_OPERATOR`] on the command line.
     pub async fn create_key(
         &self,
+        app_name: &str,
+        owner: KeyOwner,
+        scopes: &[Scope],
+    ) -> Result<CreatedKey, AppsError> {
+        self.create_key_as(
+            &Origin::cli_operator(LOCAL_OPERATOR),
+            app_name,
+            owner,
+            scopes,
+        )
+        .await
+    }
+
+    /// Mints a key for app `app_name` (or one of its agents) with `scopes`, audited as a
+    /// `key.create` by `origin`. The returned [`CreatedKey::key`] is the only copy: the
+    /// database keeps the sealed signing key and a fingerprint.
+    pub async fn create_key_as(
+        &self,
+        origin: &Origin,
         app_name: &str,
         owner: KeyOwner,
         scopes: &[Scope],
@@ -249,7 +283,7 @@ impl Apps {
         let app = self.app(app_name).await?;
         let mut attempt = 1;
         loop {
-            match self.try_create_key(&app, &owner, &scopes).await {
+            match self.try_create_key(origin, &app, &owner, &scopes).await {
                 // A 64-bit random key id collides about never, and two instances creating
                 // the same agent at once is rare; either way a fresh attempt (new id, agent
                 // now visible) succeeds. Each attempt is its own transaction, because on
@@ -272,6 +306,7 @@ impl Apps {
 
     async fn try_create_key(
         &self,
+        origin: &Origin,
         app: &App,
         owner: &KeyOwner,
         scopes: &[Scope],
@@ -296,7 +331,7 @@ impl Apps {
             agent_id: agent.as_ref().map(|a| a.id),
             scopes: scopes.to_vec(),
             sealed_signing_key: auth::seal_signing_key(
-                &self.ring,
+                self.keys.ring(),
                 key.key_id(),
                 app.id,
                 &key.signing_key(),
@@ -307,6 +342,20 @@ impl Apps {
             revoked_at: None,
         };
         api_keys::insert(&mut tx, &record).await?;
+        let detail = serde_json::json!({
+            "via": origin.via.as_str(),
+            "key_id": record.key_id.as_str(),
+            "kind": kind.as_str(),
+            "agent": agent.as_ref().map(|a| a.name.as_str()),
+            "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        });
+        let entry = AuditEntry {
+            at: now,
+            app_id: Some(app.id),
+            detail,
+            ..AuditEntry::new(Action::KeyCreate, origin.actor.clone(), Outcome::Ok)
+        };
+        audit::append(&mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok((key, record, agent.map(|a| a.name)))
     }
@@ -348,20 +397,44 @@ impl Apps {
         })
     }
 
-    /// Revokes the key with id `key_id`. Revoking a revoked key changes nothing and is not
-    /// an error.
+    /// [`Self::revoke_key_as`] by the operator [`LOCAL_OPERATOR`] on the command line.
     pub async fn revoke_key(&self, key_id: &str) -> Result<Revoked, AppsError> {
+        self.revoke_key_as(&Origin::cli_operator(LOCAL_OPERATOR), key_id)
+            .await
+    }
+
+    /// Revokes the key with id `key_id`, audited as a `key.revoke` by `origin`. Revoking a
+    /// revoked key changes nothing, writes no audit row, and is not an error.
+    pub async fn revoke_key_as(&self, origin: &Origin, key_id: &str) -> Result<Revoked, AppsError> {
         let parsed = KeyId::parse(key_id).map_err(|_| AppsError::InvalidKeyId {
             // Someone may paste a whole key here by mistake: never echo more than an id's
             // worth of it.
             given: key_id.chars().take(KEY_ID_LEN).collect(),
         })?;
-        let now = api_keys::revoke(&self.store, &parsed, Timestamp::now()).await?;
-        let record = api_keys::get_by_key_id(&self.store, &parsed)
+        let at = Timestamp::now();
+        let mut tx = self.store.begin().await?;
+        let now = api_keys::revoke(&mut tx, &parsed, at).await?;
+        let record = api_keys::get_by_key_id(&mut tx, &parsed)
             .await?
             .ok_or_else(|| AppsError::UnknownKey {
                 key_id: parsed.to_string(),
             })?;
+        if now {
+            let detail = serde_json::json!({
+                "via": origin.via.as_str(),
+                "key_id": record.key_id.as_str(),
+                "kind": record.kind.as_str(),
+                "agent_id": record.agent_id.map(|a| a.to_string()),
+            });
+            let entry = AuditEntry {
+                at,
+                app_id: Some(record.app_id),
+                detail,
+                ..AuditEntry::new(Action::KeyRevoke, origin.actor.clone(), Outcome::Ok)
+            };
+            audit::append(&mut tx, &[entry]).await?;
+        }
+        tx.commit().await?;
         Ok(Revoked { record, now })
     }
 

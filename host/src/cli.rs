@@ -15,11 +15,19 @@ use tessera_proto::scopes::Scope;
 
 use crate::apps::{Apps, KeyOwner, KeySummary};
 use crate::config::{Config, LogFormat, Overrides};
+use crate::metrics::Metrics;
 use crate::plugin::types::{AuthKind, ProviderInfo};
-use crate::plugin::{Plugin, PoolingMode, Registry, RegistryConfig, Runtime, RuntimeConfig};
+use crate::plugin::{
+    CallObserver, Plugin, PoolingMode, Registry, RegistryConfig, Runtime, RuntimeConfig,
+};
 use crate::store::DatabaseConfig;
 use crate::store::apps::App;
-use crate::{conformance, scaffold, server, setup};
+use crate::{conformance, keys, scaffold, server, setup};
+
+mod audit;
+mod grants;
+
+pub use audit::{AuditCommand, ExportFormat};
 
 /// Tessera: a self-hosted credential vault, authorization layer and audit pipeline for apps
 /// and AI agents that call third-party APIs.
@@ -67,6 +75,18 @@ pub enum Command {
     /// API keys of an app: create (shown once), list, revoke.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Managed secrets: store or rotate a provider secret for an app.
+    #[command(subcommand)]
+    Secret(grants::SecretCommand),
+    /// Grants of an app: list, show, revoke.
+    #[command(subcommand)]
+    Grant(grants::GrantCommand),
+    /// The audit log: tail (optionally follow), export as JSON lines, verify the hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Data keys (the encryption keys under the master key): rotate, status.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// `tessera app …`
@@ -109,6 +129,33 @@ pub enum KeyCommand {
     },
 }
 
+/// `tessera keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate the data key: store a new data key version, then re-encrypt every sealed value
+    /// (credentials, API keys' signing keys) with it, in batches, while hosts keep serving.
+    ///
+    /// Running hosts need no restart: they learn the new version the first time they read a
+    /// value sealed with it, and `tessera serve` re-encrypts stragglers in the background.
+    /// Progress goes to standard error. Safe to interrupt and to run twice at once: run
+    /// `tessera keys rotate --resume` to finish re-encrypting without adding another version
+    /// (`tessera keys status` shows what is left). Exits non-zero when values are left with
+    /// an older version.
+    Rotate {
+        /// Finish an interrupted rotation: re-encrypt the values still sealed with an older
+        /// version, without adding a new one.
+        #[arg(long)]
+        resume: bool,
+        /// Values re-encrypted per transaction.
+        #[arg(long, value_name = "N", default_value_t = 500,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        batch: u32,
+    },
+    /// Show the data key versions, the current one, and how many sealed values each one
+    /// still protects, per table.
+    Status,
+}
+
 /// `tessera provider …`
 #[derive(Debug, Subcommand)]
 pub enum ProviderCommand {
@@ -149,7 +196,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         providers_dir: args.providers_dir.clone(),
         listen: match &args.command {
             Command::Serve { listen } => *listen,
-            Command::Init | Command::Provider(_) | Command::App(_) | Command::Key(_) => None,
+            Command::Init
+            | Command::Provider(_)
+            | Command::App(_)
+            | Command::Key(_)
+            | Command::Keys(_)
+            | Command::Secret(_)
+            | Command::Grant(_)
+            | Command::Audit(_) => None,
         },
         log_format: args.log_format,
     };
@@ -167,6 +221,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Provider(cmd) => provider(&config, cmd, args.json),
         Command::App(cmd) => with_apps(&config, |apps| app(apps, cmd, args.json)),
         Command::Key(cmd) => with_apps(&config, |apps| key(apps, cmd, args.json)),
+        Command::Secret(cmd) => {
+            let registry = registry(&config, false)?;
+            with_apps(&config, |apps| {
+                grants::secret(&config, apps, registry, cmd, args.json)
+            })
+        }
+        Command::Grant(cmd) => {
+            let registry = registry(&config, false)?;
+            with_apps(&config, |apps| {
+                grants::grant(&config, apps, registry, cmd, args.json)
+            })
+        }
+        Command::Audit(cmd) => with_apps(&config, |apps| audit::run(apps, cmd, args.json)),
+        Command::Keys(cmd) => with_apps(&config, |apps| data_keys(apps, cmd, args.json)),
     }
 }
 
@@ -186,6 +254,11 @@ fn init_logging(format: LogFormat, default_level: &str) {
 
 /// The plugin runtime as the configuration says.
 fn runtime(config: &Config) -> Result<Runtime> {
+    runtime_observed(config, None)
+}
+
+/// [`runtime`], telling `observer` about every asynchronous component call (metrics).
+fn runtime_observed(config: &Config, observer: Option<CallObserver>) -> Result<Runtime> {
     let deadline = config.deadline();
     let runtime_config = RuntimeConfig {
         deadline,
@@ -198,6 +271,7 @@ fn runtime(config: &Config) -> Result<Runtime> {
         } else {
             PoolingMode::Off
         },
+        observer,
         ..RuntimeConfig::default()
     };
     Ok(Runtime::new(runtime_config)?)
@@ -206,6 +280,15 @@ fn runtime(config: &Config) -> Result<Runtime> {
 /// Every provider: the built-ins plus the operator's directory. `watch` keeps scanning the
 /// directory for added or replaced components.
 fn registry(config: &Config, watch: bool) -> Result<Registry> {
+    registry_observed(config, watch, None)
+}
+
+/// [`registry`] over [`runtime_observed`].
+fn registry_observed(
+    config: &Config,
+    watch: bool,
+    observer: Option<CallObserver>,
+) -> Result<Registry> {
     let builtins = crate::builtin::components()
         .into_iter()
         .map(|(name, bytes)| (name, bytes.to_vec()))
@@ -219,7 +302,11 @@ fn registry(config: &Config, watch: bool) -> Result<Registry> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the providers directory {}", dir.display()))?;
     }
-    Ok(Registry::new(runtime(config)?, builtins, registry_config)?)
+    Ok(Registry::new(
+        runtime_observed(config, observer)?,
+        builtins,
+        registry_config,
+    )?)
 }
 
 fn serve(config: &Arc<Config>) -> Result<ExitCode> {
@@ -229,10 +316,27 @@ fn serve(config: &Arc<Config>) -> Result<ExitCode> {
     // The store first: a directory that is not set up fails fast with "run `tessera init`".
     let (database, key) = database_and_key(config)?;
     let apps = tokio.block_on(Apps::open(&database, key))?;
-    let registry = Arc::new(registry(config, true)?);
+    let metrics = Metrics::new();
+    let registry = Arc::new(registry_observed(
+        config,
+        true,
+        Some(metrics.plugin_observer()),
+    )?);
     // The watcher thread runs until this guard drops, after the server has stopped.
     let _watcher = registry.watch()?;
-    let result = tokio.block_on(server::serve(config.clone(), registry, apps.clone()));
+    // Finishes data-key rotations slowly while serving (and reloads the data keys, so this
+    // host starts sealing with a version another instance added).
+    let reseal = tokio.spawn(keys::reseal_in_background(
+        apps.keys().clone(),
+        keys::Background::default(),
+    ));
+    let result = tokio.block_on(server::serve(
+        config.clone(),
+        registry,
+        apps.clone(),
+        metrics,
+    ));
+    reseal.abort();
     tokio.block_on(apps.close());
     result?;
     Ok(ExitCode::SUCCESS)
@@ -569,7 +673,9 @@ async fn key(apps: Apps, cmd: KeyCommand, json: bool) -> Result<ExitCode> {
         KeyCommand::Create { app, agent, scopes } => {
             let scopes = Scope::parse_list(&scopes)?;
             let owner = agent.map_or(KeyOwner::App, KeyOwner::Agent);
-            let created = apps.create_key(&app, owner, &scopes).await?;
+            let created = apps
+                .create_key_as(&audit::operator_origin(), &app, owner, &scopes)
+                .await?;
             let summary = KeySummary::of(&created.record, &created.app.name, created.agent);
             let key = created.key.expose();
             if json {
@@ -627,7 +733,9 @@ async fn key(apps: Apps, cmd: KeyCommand, json: bool) -> Result<ExitCode> {
             }
         }
         KeyCommand::Revoke { key_id } => {
-            let revoked = apps.revoke_key(&key_id).await?;
+            let revoked = apps
+                .revoke_key_as(&audit::operator_origin(), &key_id)
+                .await?;
             let summary = apps.summary(&revoked.record).await?;
             if json {
                 let mut out = serde_json::to_value(&summary)?;
@@ -648,6 +756,139 @@ async fn key(apps: Apps, cmd: KeyCommand, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tessera keys …`
+async fn data_keys(apps: Apps, cmd: KeysCommand, json: bool) -> Result<ExitCode> {
+    match cmd {
+        KeysCommand::Rotate { resume, batch } => {
+            let options = keys::RotateOptions {
+                new_version: !resume,
+                batch,
+                ..keys::RotateOptions::default()
+            };
+            let report = keys::rotate(apps.keys(), &options, |p| {
+                eprintln!("resealed {}/{}", p.done, p.total);
+            })
+            .await?;
+            // The rotation is done either way; a failed audit write is reported, not hidden.
+            let audit = crate::audit::AuditLog::start(apps.store().clone());
+            let recorded = audit
+                .record(crate::audit::AuditEntry {
+                    detail: json!({ "via": "cli", "report": serde_json::to_value(&report)? }),
+                    ..crate::audit::AuditEntry::new(
+                        crate::audit::Action::KeysRotate,
+                        crate::audit::Actor::operator(crate::grants::operator_login()),
+                        if report.complete() {
+                            crate::audit::Outcome::Ok
+                        } else {
+                            crate::audit::Outcome::Error
+                        },
+                    )
+                })
+                .await;
+            audit.shutdown().await;
+            if let Err(e) = recorded {
+                eprintln!("warning: the rotation could not be recorded in the audit log: {e}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_rotation(&report);
+            }
+            Ok(if report.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        KeysCommand::Status => {
+            let status = keys::status(apps.keys()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_keys_status(&status);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_rotation(report: &keys::RotateReport) {
+    if report.new_version {
+        println!(
+            "added data key version {}; it is now current",
+            report.version
+        );
+    } else {
+        println!(
+            "resuming with the current data key version {}",
+            report.version
+        );
+    }
+    let columns: Vec<String> = report
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.column, c.resealed))
+        .collect();
+    println!(
+        "re-encrypted {} values ({})",
+        report.resealed,
+        columns.join(", ")
+    );
+    if report.complete() {
+        println!(
+            "every sealed value now uses data key version {}",
+            report.version
+        );
+        return;
+    }
+    if report.remaining > 0 {
+        println!(
+            "{} values still use an older data key (a host that has not learnt version {} yet              may still be writing them): run `tessera keys rotate --resume` again later",
+            report.remaining, report.version
+        );
+    }
+    if !report.unreadable.is_empty() {
+        println!(
+            "{} values cannot be opened and keep their old data key:",
+            report.unreadable.len()
+        );
+        for u in &report.unreadable {
+            println!("  {} {}: {}", u.column, u.id, u.error);
+        }
+    }
+}
+
+fn print_keys_status(status: &keys::KeysStatus) {
+    println!("current data key version: {}", status.current_version);
+    let columns: Vec<&String> = status
+        .versions
+        .first()
+        .map(|v| v.sealed.keys().collect())
+        .unwrap_or_default();
+    print!("{:<9} {:<26}", "VERSION", "CREATED");
+    for c in &columns {
+        print!(" {c:>20}");
+    }
+    println!();
+    for v in &status.versions {
+        let version = format!("{}{}", v.version, if v.current { " *" } else { "" });
+        let created = v.created_at.as_deref().unwrap_or("(not stored)");
+        print!("{version:<9} {created:<26}");
+        for c in &columns {
+            print!(" {:>20}", v.sealed.get(*c).copied().unwrap_or(0));
+        }
+        println!();
+    }
+    if status.pending == 0 {
+        println!("every sealed value uses the current data key");
+    } else {
+        println!(
+            "{} values still use an older data key: run `tessera keys rotate --resume`",
+            status.pending
+        );
+    }
 }
 
 /// `tessera init`.

@@ -63,6 +63,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Sandbox limits for provider components.
     pub plugins: PluginLimits,
+    /// Outgoing requests to providers.
+    pub egress: EgressConfig,
     /// PostgreSQL URL (`postgres://…`); when absent, an embedded SQLite database in the data
     /// directory. Also `TESSERA_DATABASE_URL`.
     pub database_url: Option<String>,
@@ -81,6 +83,35 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line.
     Json,
+}
+
+/// Limits and routing of the requests the host sends to providers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// How long to wait for a provider's TCP and TLS handshake, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How long one provider exchange may take in total, in milliseconds.
+    pub timeout_ms: u64,
+    /// The largest provider response the host relays, in MiB (larger is cut off with
+    /// `response_too_large`).
+    pub max_response_mib: u64,
+    /// Sends requests for a host to another origin instead, keeping the original `Host`
+    /// header and signature: `"api.stripe.com" = "http://127.0.0.1:9000"`. For test rigs
+    /// and egress gateways; the provider's host allow-list still applies first. Also
+    /// `TESSERA_EGRESS_OVERRIDES` (`host=origin,host=origin`).
+    pub overrides: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            timeout_ms: 30_000,
+            max_response_mib: 64,
+            overrides: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// Sandbox limits applied to every provider call.
@@ -119,6 +150,7 @@ impl Default for Config {
             public_url: None,
             log_format: LogFormat::Pretty,
             plugins: PluginLimits::default(),
+            egress: EgressConfig::default(),
             database_url: None,
             master_key: None,
         }
@@ -196,6 +228,20 @@ impl Config {
         if let Some(v) = env("TESSERA_PROVIDERS_DIR") {
             config.providers_dir = Some(PathBuf::from(v));
         }
+        if let Some(v) = env("TESSERA_EGRESS_OVERRIDES").filter(|v| !v.trim().is_empty()) {
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let Some((host, origin)) = item.split_once('=') else {
+                    return Err(ConfigError::Env {
+                        name: "TESSERA_EGRESS_OVERRIDES",
+                        message: "expected host=origin items separated by commas".into(),
+                    });
+                };
+                config
+                    .egress
+                    .overrides
+                    .insert(host.trim().to_ascii_lowercase(), origin.trim().to_owned());
+            }
+        }
         if let Some(v) = env("TESSERA_DATABASE_URL").filter(|v| !v.is_empty()) {
             config.database_url = Some(v);
         }
@@ -254,6 +300,31 @@ impl Config {
                 "plugins.deadline_ms must be between 10 and 60000, got {}",
                 p.deadline_ms
             )));
+        }
+        let e = &self.egress;
+        if !(100..=600_000).contains(&e.timeout_ms)
+            || !(100..=60_000).contains(&e.connect_timeout_ms)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "egress.timeout_ms must be 100..=600000 and egress.connect_timeout_ms 100..=60000, got {} and {}",
+                e.timeout_ms, e.connect_timeout_ms
+            )));
+        }
+        if !(1..=4096).contains(&e.max_response_mib) {
+            return Err(ConfigError::Invalid(format!(
+                "egress.max_response_mib must be between 1 and 4096, got {}",
+                e.max_response_mib
+            )));
+        }
+        for (host, origin) in &e.overrides {
+            let ok = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.path() == "/"
+            });
+            if host.is_empty() || !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "egress.overrides: {host:?} = {origin:?} must map a host name to an origin like http://127.0.0.1:9000"
+                )));
+            }
         }
         if p.watch_interval_ms < 50 {
             return Err(ConfigError::Invalid(format!(

@@ -1,17 +1,24 @@
 //! Tessera host library. The `tessera` binary only wires these modules together.
 //!
 //! Calls go one way: `cli` → `server` → `api` → `apps` / `setup` / `conformance` /
-//! `scaffold` → `auth` → `vault` / `store` / `plugin`; `config` is read once by `cli` and
+//! `scaffold` → `auth` → `keys` (the live key ring, data-key rotation) → `vault` / `store` /
+//! `plugin`; `config` is read once by `cli` and
 //! passed down.
 //! No module reaches upward.
 
 pub mod api;
 pub mod apps;
+pub mod audit;
 pub mod auth;
 pub mod builtin;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod conformance;
+pub mod egress;
+pub mod grants;
+pub mod keys;
+pub mod metrics;
 pub mod plugin;
 pub mod scaffold;
 pub mod server;

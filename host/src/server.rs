@@ -13,7 +13,12 @@ use serde_json::json;
 
 use crate::api::{self, ApiState};
 use crate::apps::Apps;
+use crate::audit::AuditLog;
+use crate::calls::Calls;
 use crate::config::Config;
+use crate::egress::Egress;
+use crate::grants::Grants;
+use crate::metrics::{self, Metrics};
 use crate::plugin::Registry;
 
 /// The state every handler shares.
@@ -25,6 +30,14 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// What the signed API needs (store, key resolver, nonce store, public origin).
     pub api: ApiState,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
 }
 
 impl FromRef<AppState> for ApiState {
@@ -38,7 +51,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::serve_metrics))
         .merge(api::routes())
+        // Counts and times every routed request (after routing, so the route template is
+        // known: a concrete path never becomes a label).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .fallback(api::not_found)
         // After every route: it applies to the routes present when it is called.
         .method_not_allowed_fallback(api::method_not_allowed)
@@ -47,7 +67,12 @@ pub fn router(state: AppState) -> Router {
 
 /// Binds `config.listen`, prints the address, and serves until a shutdown signal. `apps` is
 /// the opened data directory (see `setup::open`).
-pub async fn serve(config: Arc<Config>, registry: Arc<Registry>, apps: Apps) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    apps: Apps,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -58,15 +83,31 @@ pub async fn serve(config: Arc<Config>, registry: Arc<Registry>, apps: Apps) -> 
     tracing::info!(%addr, providers, "listening");
     let origin = config.public_origin(addr);
     tracing::info!(%origin, "request signatures are checked against this origin");
-    let api = ApiState::new(apps, registry.clone(), &origin);
+    let egress = Egress::new(&config.egress)?;
+    let audit = AuditLog::start(apps.store().clone());
+    metrics.watch_audit(audit.clone());
+    let grants = Grants::new(
+        apps.store().clone(),
+        apps.keys().clone(),
+        registry.clone(),
+        egress,
+        audit.clone(),
+    );
+    let api = ApiState::new(apps, Calls::new(grants, audit.clone()), &origin);
     let app = router(AppState {
         config,
         registry,
         api,
+        metrics,
     });
-    axum::serve(listener, app)
+    // Graceful: stop accepting, let in-flight requests finish (their audit rows included),
+    // then flush whatever the audit writer still holds.
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    audit.shutdown().await;
+    tracing::info!("audit log flushed; stopped");
+    served?;
     Ok(())
 }
 
@@ -93,11 +134,28 @@ async fn shutdown_signal() {
 }
 
 /// Liveness: the process is up. Needs no authentication.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The process is up.", body = Object, example = json!({ "status": "ok" })),
+    ),
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Readiness: providers are loaded. Needs no authentication.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Ready: the ids of the loaded providers.", body = Object,
+            example = json!({ "status": "ready", "providers": ["aws", "github", "google", "stripe"] })),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let providers: Vec<String> = state
         .registry

@@ -2,13 +2,16 @@
 //! its migrations, and the first data key. Idempotent: running it again on a set-up directory
 //! checks that the master key still matches the database and changes nothing.
 //!
-//! Also [`open`]: how every other command loads a set-up directory (store + key ring), with
-//! the same master-key checks, and "run `tessera init`" when there is nothing to open.
+//! Also [`open`]: how every other command loads a set-up directory (store + live key ring,
+//! which keeps the master key to learn data key versions added later), with the same
+//! master-key checks, and "run `tessera init`" when there is nothing to open.
 //!
 //! This module never prints or logs key material; it reports only fingerprints and paths.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::keys::LiveRing;
 use crate::store::{self, DatabaseConfig, Store, StoreError, Timestamp, data_keys, meta};
 use crate::vault::{KeyFileStatus, KeyRing, MasterKey, VaultError, WrappedDataKey};
 
@@ -161,12 +164,14 @@ pub async fn init(
 
 /// Opens a data directory that `tessera init` set up: loads the master key (never creating
 /// one), opens and migrates the database, checks the master key's fingerprint against the
-/// one recorded, and unwraps the data keys into a [`KeyRing`]. Nothing set up yet (no SQLite
-/// file, no recorded fingerprint, no data key) is [`SetupError::NotInitialised`].
+/// one recorded, and unwraps the data keys into a [`KeyRing`], returned as a [`LiveRing`]
+/// that keeps the master key, so that a running host can unwrap data key versions stored
+/// after it started (`tessera keys rotate`). Nothing set up yet (no SQLite file, no recorded
+/// fingerprint, no data key) is [`SetupError::NotInitialised`].
 pub async fn open(
     database: &DatabaseConfig,
     key: KeySource<'_>,
-) -> Result<(Store, KeyRing), SetupError> {
+) -> Result<(Store, LiveRing), SetupError> {
     let not_initialised = || SetupError::NotInitialised {
         target: database.to_string(),
     };
@@ -200,7 +205,8 @@ pub async fn open(
         return Err(not_initialised());
     }
     let ring = KeyRing::new(&master, &stored)?;
-    Ok((store, ring))
+    let keys = LiveRing::new(store.clone(), Arc::new(master), Arc::new(ring));
+    Ok((store, keys))
 }
 
 async fn wrapped_keys(store: &Store) -> Result<Vec<WrappedDataKey>, StoreError> {

@@ -2,6 +2,9 @@
 //! sends and what its clients read cannot drift apart, plus the request-signing scheme both
 //! sides must compute identically. Pure: no I/O.
 
+pub mod audit;
+pub mod calls;
+pub mod grants;
 pub mod problem;
 pub mod providers;
 pub mod scopes;

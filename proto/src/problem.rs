@@ -18,6 +18,7 @@ pub const ABOUT_BLANK: &str = "about:blank";
 
 /// One RFC 9457 problem document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// The problem type URI (`about:blank`).
     #[serde(rename = "type")]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// How end users or operators give Tessera access to a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthKind {
     /// OAuth 2.0: the end user authorizes in the browser.
@@ -28,6 +29,7 @@ impl AuthKind {
 
 /// One provider in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProviderSummary {
     /// Stable identifier, e.g. `github`.
     pub id: String,

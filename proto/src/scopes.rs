@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// One Tessera scope. The wire form is `resource:action` (see [`Scope::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Scope {
     /// Retrieve-mode calls: get the auth material for a request the SDK sends itself.
     #[serde(rename = "tokens:retrieve")]

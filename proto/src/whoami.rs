@@ -7,6 +7,7 @@ use crate::scopes::Scope;
 
 /// The verified signer of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Whoami {
     /// The app that owns the key.
     pub app_id: String,

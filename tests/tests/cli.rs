@@ -330,6 +330,10 @@ fn on_both_backends(scenario: impl Fn(&Path, &[(&str, &str)]) -> Result<()>) -> 
     Ok(())
 }
 
+/// Managed secrets, grants, retrieve and proxy through the SDK (tests/cli/calls.rs).
+#[path = "cli/calls.rs"]
+mod calls;
+
 mod init {
     use super::*;
 
@@ -397,7 +401,7 @@ mod serve {
     use super::*;
 
     pub(super) struct Host {
-        child: Child,
+        pub(super) child: Child,
         pub(super) addr: String,
     }
 
@@ -524,6 +528,62 @@ mod serve {
         );
         Ok(())
     }
+
+    #[test]
+    fn serves_an_openapi_3_1_document_of_exactly_the_routes_it_serves() -> Result<()> {
+        let data = tempfile::tempdir()?;
+        let dir = tempfile::tempdir()?;
+        let host = start(data.path(), dir.path())?;
+        let (status, doc) = get(&host.addr, "/openapi.json")?;
+        assert_eq!(status, 200);
+        let version = doc["openapi"].as_str().context("no `openapi` field")?;
+        ensure!(version.starts_with("3.1"), "openapi {version}");
+
+        // The status of an unsigned, empty-bodied request.
+        let status_of = |method: &str, path: &str| -> Result<u16> {
+            let mut stream = TcpStream::connect(&host.addr)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                stream,
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                host.addr
+            )?;
+            let mut raw = String::new();
+            stream.read_to_string(&mut raw)?;
+            Ok(raw.split_whitespace().nth(1).context("status")?.parse()?)
+        };
+        let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().context("paths")? {
+            // `{id}` and the like: any value reaches the route (unsigned, it is refused first).
+            let target: String = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "x" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in methods {
+                let status = status_of(method, &target)?;
+                if item.get(method.to_lowercase()).is_some() {
+                    documented.push((method.to_owned(), path.clone()));
+                    // A documented operation reaches its handler: never the fallbacks.
+                    ensure!(status != 404 && status != 405, "{method} {path}: {status}");
+                } else {
+                    ensure!(
+                        status == 405,
+                        "{method} {path} is served but not documented"
+                    );
+                }
+            }
+        }
+        documented.sort();
+        let mut listed: Vec<(String, String)> = tessera_host::api::ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        listed.sort();
+        assert_eq!(documented, listed);
+        Ok(())
+    }
 }
 
 mod api {
@@ -537,14 +597,14 @@ mod api {
     use super::*;
 
     /// A response as read off the socket.
-    struct Reply {
-        status: u16,
+    pub(super) struct Reply {
+        pub(super) status: u16,
         content_type: String,
-        body: Value,
+        pub(super) body: Value,
     }
 
     /// Sends `GET path` with `headers` (`Name: value` lines) over a fresh connection.
-    fn get(addr: &str, path: &str, headers: &[String]) -> Result<Reply> {
+    pub(super) fn get(addr: &str, path: &str, headers: &[String]) -> Result<Reply> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -575,7 +635,7 @@ mod api {
     }
 
     /// The signature headers for an empty-bodied `method url`, from the Python signer.
-    fn sign(key: &str, method: &str, url: &str) -> Result<Vec<String>> {
+    pub(super) fn sign(key: &str, method: &str, url: &str) -> Result<Vec<String>> {
         let out = Command::new("python3")
             .arg(root().join("tests/signing/signer.py"))
             .args([
@@ -887,7 +947,7 @@ mod apps_and_keys {
         ])
     }
 
-    fn hits(haystack: &[u8], needle: &[u8]) -> usize {
+    pub(super) fn hits(haystack: &[u8], needle: &[u8]) -> usize {
         haystack
             .windows(needle.len())
             .filter(|w| *w == needle)
@@ -895,7 +955,7 @@ mod apps_and_keys {
     }
 
     /// Every column of every row of every table, as text (bytea as `\x…` hex).
-    fn postgres_dump(url: &str) -> Result<Vec<u8>> {
+    pub(super) fn postgres_dump(url: &str) -> Result<Vec<u8>> {
         use sqlx::Connection as _;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -936,7 +996,7 @@ mod apps_and_keys {
     }
 
     /// All bytes of every file in the data directory (database, WAL, shared memory).
-    fn files_under(dir: &Path) -> Result<Vec<u8>> {
+    pub(super) fn files_under(dir: &Path) -> Result<Vec<u8>> {
         let mut all = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
@@ -989,6 +1049,508 @@ mod apps_and_keys {
                 }
             }
             Ok(())
+        })
+    }
+}
+
+mod keys_cli {
+    //! `tessera keys rotate` and `tessera keys status` end to end, including a rotation
+    //! while `tessera serve` runs on the same database.
+
+    use super::*;
+
+    fn create_key(dir: &Path, env: &[(&str, &str)]) -> Result<Value> {
+        json_of(&tessera_env(
+            dir,
+            env,
+            &[
+                "key",
+                "create",
+                "--app",
+                "billing",
+                "--scopes",
+                "audit:read",
+                "--json",
+            ],
+        )?)
+    }
+
+    /// Signs `GET /v1/whoami` with `key` and sends it to the host at `addr`.
+    fn whoami(addr: &str, key: &str) -> Result<api::Reply> {
+        let url = format!("http://{addr}/v1/whoami");
+        api::get(addr, "/v1/whoami", &api::sign(key, "GET", &url)?)
+    }
+
+    #[test]
+    fn rotate_reseals_every_value_and_resume_adds_no_version() -> Result<()> {
+        on_both_backends(|dir, env| {
+            init_with_app(dir, env)?;
+            create_key(dir, env)?;
+            create_key(dir, env)?;
+
+            let out = tessera_env(dir, env, &["keys", "rotate", "--batch", "1", "--json"])?;
+            let report = json_of(&out)?;
+            ensure!(report["version"] == 2, "{report}");
+            ensure!(report["new_version"] == true, "{report}");
+            ensure!(report["resealed"] == 2, "{report}");
+            ensure!(report["remaining"] == 0, "{report}");
+            ensure!(report["unreadable"] == serde_json::json!([]), "{report}");
+            let columns = report["columns"].as_array().context("columns")?;
+            let verifier = columns
+                .iter()
+                .find(|c| c["column"] == "api_keys.verifier")
+                .context("no api_keys.verifier in the report")?;
+            ensure!(verifier["resealed"] == 2, "{report}");
+            ensure!(
+                stderr(&out).contains("resealed 2/2"),
+                "no progress on stderr: {}",
+                stderr(&out)
+            );
+
+            let status = json_of(&tessera_env(dir, env, &["keys", "status", "--json"])?)?;
+            ensure!(status["current_version"] == 2, "{status}");
+            ensure!(status["pending"] == 0, "{status}");
+            let versions = status["versions"].as_array().context("versions")?;
+            ensure!(versions.len() == 2, "{status}");
+            ensure!(versions[0]["sealed"]["api_keys.verifier"] == 0, "{status}");
+            ensure!(versions[1]["sealed"]["api_keys.verifier"] == 2, "{status}");
+            ensure!(versions[1]["current"] == true, "{status}");
+
+            // Resuming a finished rotation adds no version and re-seals nothing.
+            let resumed = json_of(&tessera_env(
+                dir,
+                env,
+                &["keys", "rotate", "--resume", "--json"],
+            )?)?;
+            ensure!(resumed["version"] == 2, "{resumed}");
+            ensure!(resumed["new_version"] == false, "{resumed}");
+            ensure!(resumed["resealed"] == 0, "{resumed}");
+
+            // The human forms.
+            let human = tessera_env(dir, env, &["keys", "status"])?;
+            ensure!(human.status.success(), "{}", stderr(&human));
+            ensure!(
+                stdout(&human).contains("current data key version: 2"),
+                "{}",
+                stdout(&human)
+            );
+            let rotated = tessera_env(dir, env, &["keys", "rotate"])?;
+            ensure!(rotated.status.success(), "{}", stderr(&rotated));
+            ensure!(
+                stdout(&rotated).contains("every sealed value now uses data key version 3"),
+                "{}",
+                stdout(&rotated)
+            );
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn a_running_host_keeps_verifying_a_key_resealed_by_a_rotation() -> Result<()> {
+        on_both_backends(|dir, env| {
+            init_with_app(dir, env)?;
+            let created = create_key(dir, env)?;
+            let key = created["key"].as_str().context("key")?;
+            let host = serve::start_with(dir, None, env)?;
+            let addr = host.addr.as_str();
+            let before = whoami(addr, key)?;
+            ensure!(before.status == 200, "{} {}", before.status, before.body);
+
+            // Rotated while the host serves: the key's sealed signing key now names data key
+            // version 2, which the host did not load at start.
+            let report = json_of(&tessera_env(dir, env, &["keys", "rotate", "--json"])?)?;
+            ensure!(
+                report["version"] == 2 && report["resealed"] == 1,
+                "{report}"
+            );
+
+            let after = whoami(addr, key)?;
+            ensure!(after.status == 200, "{} {}", after.status, after.body);
+            ensure!(after.body["key_id"] == created["key_id"], "{}", after.body);
+
+            // A key created after the rotation (sealed with version 2) verifies too.
+            let fresh = create_key(dir, env)?;
+            let reply = whoami(addr, fresh["key"].as_str().context("key")?)?;
+            ensure!(reply.status == 200, "{} {}", reply.status, reply.body);
+            Ok(())
+        })
+    }
+}
+
+mod audit_cli {
+    use std::sync::mpsc;
+
+    use super::*;
+    use tessera_host::audit::testing::{break_audit_writes, repair_audit_writes};
+    use tessera_host::store::Store;
+    use tessera_proto::audit::AuditEvent;
+    use tessera_proto::signing::ApiKey;
+
+    fn database_url<'a>(env: &[(&'a str, &'a str)]) -> Option<&'a str> {
+        env.iter()
+            .find(|(k, _)| *k == "TESSERA_DATABASE_URL")
+            .map(|(_, v)| *v)
+    }
+
+    /// Runs `f` on a store opened on the scenario's database (the CLI's, not a copy).
+    fn with_store(
+        dir: &Path,
+        env: &[(&str, &str)],
+        f: impl AsyncFnOnce(&Store) -> Result<()>,
+    ) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let config = DatabaseConfig::from_url_or_data_dir(database_url(env), dir)?;
+            let store = Store::open(&config).await?;
+            let result = f(&store).await;
+            store.close().await;
+            result
+        })
+    }
+
+    /// Runs one SQL statement on the scenario's database, as someone tampering with it.
+    fn tamper(dir: &Path, env: &[(&str, &str)], statement: &str) -> Result<u64> {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let n = if let Some(url) = database_url(env) {
+                let mut conn = sqlx::PgConnection::connect(url).await?;
+                let n = sqlx::query(statement)
+                    .execute(&mut conn)
+                    .await?
+                    .rows_affected();
+                conn.close().await?;
+                n
+            } else {
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.join("tessera.db"))
+                    .connect()
+                    .await?;
+                let n = sqlx::query(statement)
+                    .execute(&mut conn)
+                    .await?
+                    .rows_affected();
+                conn.close().await?;
+                n
+            };
+            Ok(n)
+        })
+    }
+
+    fn create_key(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Result<Value> {
+        let mut args = vec!["key", "create", "--app", "billing", "--json"];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--scopes") {
+            args.extend_from_slice(&["--scopes", "proxy:execute"]);
+        }
+        json_of(&tessera_env(dir, env, &args)?)
+    }
+
+    /// Standard output as JSON lines.
+    fn json_lines(out: &Output) -> Result<Vec<Value>> {
+        ensure!(out.status.success(), "tessera failed: {}", stderr(out));
+        stdout(out)
+            .lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+            .collect()
+    }
+
+    fn verify_json(dir: &Path, env: &[(&str, &str)]) -> Result<(bool, Value)> {
+        let out = tessera_env(dir, env, &["audit", "verify", "--json"])?;
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("not JSON: {} {}", stdout(&out), stderr(&out)))?;
+        ensure!(
+            out.status.success() == (report["ok"] == true),
+            "exit code disagrees with the report: {report}"
+        );
+        Ok((out.status.success(), report))
+    }
+
+    /// `audit export` (to a file and to standard output, filtered) writes exactly the
+    /// rows `tail --json` showed, as the wire type.
+    fn exports_match_the_tail(dir: &Path, env: &[(&str, &str)], rows: &[Value]) -> Result<()> {
+        // Export to a file: the same rows, as the wire type.
+        let file = dir.with_extension("jsonl");
+        let file_arg = file.to_str().context("path")?;
+        let out = tessera_env(
+            dir,
+            env,
+            &["audit", "export", "--format", "jsonl", "--output", file_arg],
+        )?;
+        ensure!(out.status.success(), "{}", stderr(&out));
+        ensure!(
+            stdout(&out).contains("exported 3 audit rows"),
+            "{}",
+            stdout(&out)
+        );
+        let exported: Vec<AuditEvent> = std::fs::read_to_string(&file)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        ensure!(exported.len() == 3);
+        ensure!(serde_json::to_value(&exported)? == Value::Array(rows.to_vec()));
+
+        // Export to standard output, filtered; the count goes to standard error.
+        let out = tessera_env(dir, env, &["audit", "export", "--app", "billing"])?;
+        ensure!(json_lines(&out)?.len() == 3);
+        ensure!(
+            stderr(&out).contains("exported 3 audit rows"),
+            "{}",
+            stderr(&out)
+        );
+        for (args, expected) in [
+            (&["--app", "00000000-0000-7000-8000-000000000000"][..], 0),
+            (&["--since", "2999-01-01"][..], 0),
+            (&["--until", "2000-01-01T00:00:00Z"][..], 0),
+            (&["--since", "2000-01-01T00:00:00+01:00"][..], 3),
+        ] {
+            let mut full = vec!["audit", "export"];
+            full.extend_from_slice(args);
+            let n = json_lines(&tessera_env(dir, env, &full)?)?.len();
+            ensure!(n == expected, "{args:?}: {n} rows");
+        }
+        let out = tessera_env(dir, env, &["audit", "export", "--since", "yesterday"])?;
+        ensure!(!out.status.success());
+        ensure!(stderr(&out).contains("RFC 3339"), "{}", stderr(&out));
+        Ok(())
+    }
+
+    #[test]
+    fn key_changes_are_audited_tailed_exported_and_verified() -> Result<()> {
+        on_both_backends(|dir, env| {
+            let app = init_with_app(dir, env)?;
+            let app_id = app["id"].as_str().context("app id")?;
+            let first = create_key(dir, env, &[])?;
+            let second = create_key(
+                dir,
+                env,
+                &["--agent", "bot", "--scopes", "tokens:retrieve,audit:read"],
+            )?;
+            let first_id = first["key_id"].as_str().context("key_id")?;
+            json_of(&tessera_env(
+                dir,
+                env,
+                &["key", "revoke", first_id, "--json"],
+            )?)?;
+            // Revoking again changes nothing and records nothing.
+            json_of(&tessera_env(
+                dir,
+                env,
+                &["key", "revoke", first_id, "--json"],
+            )?)?;
+
+            let tail = tessera_env(dir, env, &["audit", "tail", "--json"])?;
+            let rows = json_lines(&tail)?;
+            let actions: Vec<_> = rows.iter().map(|r| r["action"].clone()).collect();
+            ensure!(
+                actions == ["key.create", "key.create", "key.revoke"],
+                "{actions:?}"
+            );
+            for (i, row) in rows.iter().enumerate() {
+                ensure!(row["seq"] == i + 1, "{row}");
+                ensure!(row["actor_kind"] == "operator", "{row}");
+                ensure!(row["detail"]["via"] == "cli", "{row}");
+                ensure!(row["app_id"] == app_id, "{row}");
+                ensure!(row["outcome"] == "ok", "{row}");
+            }
+            ensure!(rows[0]["prev_hash"] == "0".repeat(64), "{}", rows[0]);
+            ensure!(rows[1]["prev_hash"] == rows[0]["hash"]);
+            ensure!(rows[2]["prev_hash"] == rows[1]["hash"]);
+            ensure!(rows[0]["detail"]["key_id"] == first["key_id"]);
+            ensure!(rows[1]["detail"]["agent"] == "bot", "{}", rows[1]);
+            ensure!(rows[2]["detail"]["key_id"] == first["key_id"]);
+            // No key material in the log.
+            let all = stdout(&tail);
+            for created in [&first, &second] {
+                let text = created["key"].as_str().context("key")?;
+                ApiKey::parse(text)?;
+                ensure!(
+                    !all.contains(&text[text.len() - 43..]),
+                    "a key secret is in the log"
+                );
+            }
+
+            let last = json_lines(&tessera_env(
+                dir,
+                env,
+                &["audit", "tail", "-n", "1", "--json"],
+            )?)?;
+            ensure!(last.len() == 1 && last[0]["seq"] == 3, "{last:?}");
+            let human = tessera_env(dir, env, &["audit", "tail"])?;
+            ensure!(human.status.success(), "{}", stderr(&human));
+            let text = stdout(&human);
+            ensure!(text.lines().count() == 3, "{text}");
+            ensure!(
+                text.contains("key.revoke") && text.contains("app=billing"),
+                "{text}"
+            );
+
+            exports_match_the_tail(dir, env, &rows)?;
+
+            let (ok, report) = verify_json(dir, env)?;
+            ensure!(ok && report["rows"] == 3, "{report}");
+            ensure!(report["last"]["seq"] == 3 && report["first_bad_seq"].is_null());
+            let human = tessera_env(dir, env, &["audit", "verify"])?;
+            ensure!(human.status.success(), "{}", stderr(&human));
+            ensure!(
+                stdout(&human).contains("audit log OK: 3 rows"),
+                "{}",
+                stdout(&human)
+            );
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn verify_names_the_first_bad_row_and_exits_non_zero() -> Result<()> {
+        on_both_backends(|dir, env| {
+            init_with_app(dir, env)?;
+            for _ in 0..4 {
+                create_key(dir, env, &[])?;
+            }
+            ensure!(verify_json(dir, env)?.0);
+            for (statement, seq, kind) in [
+                ("DELETE FROM audit WHERE seq = 4", 4, "truncated"),
+                ("DELETE FROM audit WHERE seq = 2", 2, "missing_row"),
+                (
+                    "UPDATE audit SET reason = 'routine' WHERE seq = 1",
+                    1,
+                    "hash_mismatch",
+                ),
+            ] {
+                ensure!(tamper(dir, env, statement)? == 1, "{statement}");
+                let (ok, report) = verify_json(dir, env)?;
+                ensure!(!ok, "{statement}: {report}");
+                ensure!(report["first_bad_seq"] == seq, "{statement}: {report}");
+                ensure!(report["problem"]["kind"] == kind, "{statement}: {report}");
+                let human = tessera_env(dir, env, &["audit", "verify"])?;
+                ensure!(!human.status.success());
+                ensure!(
+                    stdout(&human).contains(&format!("first bad seq {seq}")),
+                    "{}",
+                    stdout(&human)
+                );
+            }
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn key_create_is_refused_when_its_audit_row_cannot_be_written() -> Result<()> {
+        on_both_backends(|dir, env| {
+            init_with_app(dir, env)?;
+            with_store(dir, env, async |store| Ok(break_audit_writes(store).await?))?;
+            let out = tessera_env(
+                dir,
+                env,
+                &[
+                    "key",
+                    "create",
+                    "--app",
+                    "billing",
+                    "--scopes",
+                    "proxy:execute",
+                ],
+            )?;
+            ensure!(
+                !out.status.success(),
+                "created without audit: {}",
+                stdout(&out)
+            );
+            ensure!(
+                stderr(&out).contains("audit log could not record"),
+                "{}",
+                stderr(&out)
+            );
+            ensure!(
+                !stdout(&out).contains("tsr_"),
+                "a key was shown: {}",
+                stdout(&out)
+            );
+            let keys = json_of(&tessera_env(
+                dir,
+                env,
+                &["key", "list", "--app", "billing", "--json"],
+            )?)?;
+            ensure!(keys == serde_json::json!([]), "a key was stored: {keys}");
+
+            with_store(
+                dir,
+                env,
+                async |store| Ok(repair_audit_writes(store).await?),
+            )?;
+            create_key(dir, env, &[])?;
+            let (ok, report) = verify_json(dir, env)?;
+            ensure!(ok && report["rows"] == 1, "{report}");
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn tail_follow_prints_new_rows_until_interrupted() -> Result<()> {
+        on_both_backends(|dir, env| {
+            init_with_app(dir, env)?;
+            create_key(dir, env, &[])?;
+            let mut cmd = Command::new(tessera_bin()?);
+            cmd.arg("--data-dir")
+                .arg(dir)
+                .args([
+                    "audit",
+                    "tail",
+                    "--follow",
+                    "--json",
+                    "--interval-ms",
+                    "100",
+                ])
+                .env_remove("TESSERA_MASTER_KEY")
+                .env_remove("TESSERA_DATABASE_URL")
+                .env_remove("TESSERA_CONFIG")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn()?;
+            let out = child.stdout.take().context("stdout")?;
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let next = |what: &str| -> Result<Value> {
+                let line = rx
+                    .recv_timeout(Duration::from_secs(20))
+                    .with_context(|| format!("no line for {what}"))?;
+                Ok(serde_json::from_str(&line)?)
+            };
+            let result = (|| {
+                let first = next("the existing row")?;
+                ensure!(first["seq"] == 1, "{first}");
+                let created =
+                    create_key(dir, env, &["--agent", "follower", "--scopes", "audit:read"])?;
+                let second = next("the new row")?;
+                ensure!(
+                    second["seq"] == 2 && second["action"] == "key.create",
+                    "{second}"
+                );
+                ensure!(second["detail"]["key_id"] == created["key_id"], "{second}");
+                ensure!(
+                    child.try_wait()?.is_none(),
+                    "tail --follow exited on its own"
+                );
+                Ok(())
+            })();
+            child.kill()?;
+            child.wait()?;
+            result
         })
     }
 }

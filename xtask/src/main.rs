@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench_http;
 mod postgres;
 
 /// Guest target of built-in providers: its modules import nothing, so components made from
@@ -52,8 +53,22 @@ enum Task {
     },
     /// Install what is missing, build, and run every test and lint.
     Test,
-    /// Run the benchmarks and print their figures.
-    Bench,
+    /// Run the benchmarks and print their figures: plugin-call micro-benchmarks, host start,
+    /// and HTTP benchmarks of the retrieve and proxy call modes against a hyper "hello"
+    /// server, nginx and a direct call (see BENCHMARKS.md).
+    Bench {
+        /// Calls of the HTTP memory run (the host's RSS after 10,000 and after this many
+        /// calls). Default 1,000,000, or 20,000 with `--quick`.
+        #[arg(long, value_name = "N")]
+        http_calls: Option<u64>,
+        /// Short HTTP runs (about a minute and a half): a smoke test of the benchmarks, not
+        /// figures to publish.
+        #[arg(long)]
+        quick: bool,
+        /// Only the HTTP benchmarks (skip the plugin-call micro-benchmarks and host start).
+        #[arg(long)]
+        http_only: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -97,7 +112,11 @@ fn main() -> Result<()> {
             run(&mut cmd)
         }
         Task::Test => test(&root),
-        Task::Bench => bench(&root),
+        Task::Bench {
+            http_calls,
+            quick,
+            http_only,
+        } => bench(&root, http_calls, quick, http_only),
     }
 }
 
@@ -153,9 +172,16 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bench(root: &Path) -> Result<()> {
+fn bench(root: &Path, http_calls: Option<u64>, quick: bool, http_only: bool) -> Result<()> {
     ensure_rust_targets()?;
     components(root)?;
+    if !http_only {
+        micro_benches(root)?;
+    }
+    bench_http::run(root, http_calls, quick)
+}
+
+fn micro_benches(root: &Path) -> Result<()> {
     step("criterion: one plugin call versus native Bearer injection");
     cargo(
         root,

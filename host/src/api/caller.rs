@@ -10,6 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::header;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use tessera_proto::calls::{CALLER_HEADER, CONSTRAINTS_HEADER};
 use tessera_proto::scopes::Scope;
 use tessera_proto::whoami::Whoami;
 
@@ -25,10 +26,13 @@ pub const ANY_KEY: &[Scope] = &[];
 /// A request whose signature verified: who signed it and the body it covered.
 #[derive(Debug)]
 pub struct Caller {
-    /// The key, its app (and agent) and its Tessera scopes.
+    /// The key, its app (and agent) and its **effective** Tessera scopes: the key's scopes,
+    /// narrowed by the request's `tessera-constraints` header when it carries one.
     pub principal: KeyPrincipal,
     /// The request body, exactly the bytes the `Content-Digest` covered.
     pub body: Bytes,
+    /// The caller name the SDK declared (`tessera-caller`), for attribution.
+    pub caller: Option<String>,
 }
 
 impl Caller {
@@ -90,10 +94,41 @@ where
         if let Err(e) = api.apps.record_key_use(&verified.key_id).await {
             tracing::warn!(key_id = %verified.key_id, error = %e, "cannot record API key use");
         }
+        let mut principal = verified.principal;
+        if let Some(value) = header_text(&parts.headers, CONSTRAINTS_HEADER)? {
+            let wanted = Scope::parse_list(&value).map_err(|e| {
+                ApiError::InvalidRequest(format!(
+                    "{CONSTRAINTS_HEADER} names an unknown scope {:?}",
+                    e.name
+                ))
+            })?;
+            // Intersection: a constraint can only take scopes away, never add one.
+            principal.scopes.retain(|s| wanted.contains(s));
+        }
+        let caller = header_text(&parts.headers, CALLER_HEADER)?
+            .map(|c| c.chars().take(MAX_CALLER_LEN).collect());
         Ok(Self {
-            principal: verified.principal,
+            principal,
             body,
+            caller,
         })
+    }
+}
+
+/// The longest caller name kept (longer ones are cut).
+const MAX_CALLER_LEN: usize = 128;
+
+/// A header's value as text, if present; refuses one that is not visible ASCII.
+fn header_text(
+    headers: &axum::http::HeaderMap,
+    name: &'static str,
+) -> Result<Option<String>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|_| ApiError::InvalidRequest(format!("{name} is not visible ASCII"))),
     }
 }
 
@@ -123,6 +158,7 @@ mod tests {
                 scopes,
             },
             body: Bytes::new(),
+            caller: None,
         }
     }
 

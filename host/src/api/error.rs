@@ -36,6 +36,18 @@ pub enum ApiError {
     /// The request body could not be read (the connection failed mid-body).
     #[error("the request body could not be read")]
     BodyUnreadable,
+    /// The request is malformed (a query parameter, header or JSON body).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A grant operation failed.
+    #[error(transparent)]
+    Grant(#[from] crate::grants::GrantError),
+    /// A call (retrieve or proxy) failed.
+    #[error(transparent)]
+    Call(#[from] crate::calls::CallError),
+    /// A service the request needs failed (database, audit); the cause is logged.
+    #[error("{0}")]
+    Internal(String),
     /// No route has this path.
     #[error("no such endpoint")]
     NotFound,
@@ -52,6 +64,10 @@ impl ApiError {
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Grant(e) => crate::calls::CallError::grant_code(e),
+            Self::Call(e) => e.code(),
+            Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
         }
@@ -63,7 +79,10 @@ impl ApiError {
             Self::Auth(e) => e.status(),
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Self::BodyUnreadable | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Grant(e) => status_of(crate::calls::CallError::grant_code(e)),
+            Self::Call(e) => status_of(e.code()),
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -84,6 +103,11 @@ impl ApiError {
             },
         }
     }
+}
+
+fn status_of(code: &str) -> StatusCode {
+    StatusCode::from_u16(crate::calls::status_for_code(code))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for ApiError {

@@ -8,14 +8,19 @@
 //! Must never: serve a `/v1` route without a verified signature, build the signed target URI
 //! from request headers, or put a key, signature or token into a response or a log line.
 
+mod audit;
 mod caller;
+mod calls;
 mod error;
+mod grants;
+pub mod openapi;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use tessera_proto::problem::Problem;
 use tessera_proto::providers::ProviderSummary;
 use tessera_proto::whoami::Whoami;
 
@@ -23,7 +28,10 @@ pub use caller::{ANY_KEY, Caller, MAX_BODY_BYTES};
 pub use error::ApiError;
 
 use crate::apps::Apps;
+use crate::audit::AuditLog;
 use crate::auth::{DbKeyResolver, DbNonceStore};
+use crate::calls::Calls;
+use crate::grants::Grants;
 use crate::plugin::Registry;
 
 /// What the API handlers share.
@@ -39,22 +47,53 @@ pub struct ApiState {
     pub nonces: DbNonceStore,
     /// The loaded providers.
     pub registry: Arc<Registry>,
+    /// Grants and managed secrets.
+    pub grants: Grants,
+    /// Retrieve and proxy.
+    pub calls: Calls,
+    /// The audit log.
+    pub audit: AuditLog,
 }
 
 impl ApiState {
-    /// The API state over an opened app service, the provider registry and the public origin.
-    pub fn new(apps: Apps, registry: Arc<Registry>, public_origin: &str) -> Self {
+    /// The API state over the opened services and the public origin.
+    pub fn new(apps: Apps, calls: Calls, public_origin: &str) -> Self {
+        let grants = calls.grants().clone();
         Self {
             public_origin: Arc::from(public_origin),
             keys: apps.key_resolver(),
             nonces: apps.nonce_store(),
+            registry: grants.registry().clone(),
+            audit: grants.audit().clone(),
             apps,
-            registry,
+            grants,
+            calls,
         }
     }
 }
 
-/// The `/v1` routes, for a router whose state provides an [`ApiState`].
+/// Every route the host serves, as (method, path): the `/v1` routes and `GET /openapi.json`
+/// of [`routes`], and the unauthenticated ones of `server::router`. A test in [`openapi`]
+/// holds the `.route(…)` calls and the `OpenAPI` document to exactly this list, so a new route
+/// goes here, gets a `#[utoipa::path]` and is listed in [`openapi::ApiDoc`].
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/v1/whoami"),
+    ("GET", "/v1/providers"),
+    ("POST", "/v1/managed-secrets"),
+    ("GET", "/v1/grants"),
+    ("GET", "/v1/grants/{id}"),
+    ("DELETE", "/v1/grants/{id}"),
+    ("POST", "/v1/retrieve"),
+    ("POST", "/v1/proxy"),
+    ("GET", "/v1/audit"),
+];
+
+/// The `/v1` routes and the (unauthenticated) `OpenAPI` document, for a router whose state
+/// provides an [`ApiState`].
 pub fn routes<S>() -> Router<S>
 where
     ApiState: FromRef<S>,
@@ -63,6 +102,16 @@ where
     Router::new()
         .route("/v1/whoami", get(whoami))
         .route("/v1/providers", get(providers))
+        .route("/v1/managed-secrets", post(grants::set_managed_secret))
+        .route("/v1/grants", get(grants::list_grants))
+        .route(
+            "/v1/grants/{id}",
+            get(grants::get_grant).delete(grants::revoke_grant),
+        )
+        .route("/v1/retrieve", post(calls::retrieve))
+        .route("/v1/proxy", post(calls::proxy))
+        .route("/v1/audit", get(audit::list_audit))
+        .route("/openapi.json", get(openapi::openapi_json))
 }
 
 /// Any path no route serves: `404 not_found` as a problem document.
@@ -83,6 +132,20 @@ pub async fn method_not_allowed() -> ApiError {
 /// `signature_components_invalid`, `signature_expired`, `digest_missing`, `digest_mismatch`,
 /// `unknown_key`, `signature_invalid`, `nonce_replayed`), `503 auth_unavailable`,
 /// `413 body_too_large`, `400 body_unreadable`.
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    tag = "keys",
+    params(openapi::SignedHeaders),
+    security(("tessera_signature" = [])),
+    responses(
+        (status = 200, description = "Who signed the request, with the key's effective scopes.", body = Whoami),
+        (status = 400, description = "`body_unreadable`, or `invalid_request`: a `tessera-constraints` header naming an unknown scope, or a Tessera header that is not visible ASCII.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = openapi::SignatureRejected),
+        (status = 413, response = openapi::BodyTooLarge),
+        (status = 503, response = openapi::AuthUnavailable),
+    ),
+)]
 async fn whoami(caller: Caller) -> Result<Json<Whoami>, ApiError> {
     caller.require(ANY_KEY)?;
     Ok(Json(caller.whoami()))
@@ -92,6 +155,20 @@ async fn whoami(caller: Caller) -> Result<Json<Whoami>, ApiError> {
 ///
 /// Scope: none (any valid key). Errors: as for `GET /v1/whoami` (the signature codes,
 /// `auth_unavailable`, `body_too_large`, `body_unreadable`).
+#[utoipa::path(
+    get,
+    path = "/v1/providers",
+    tag = "providers",
+    params(openapi::SignedHeaders),
+    security(("tessera_signature" = [])),
+    responses(
+        (status = 200, description = "The loaded providers, ordered by id.", body = Vec<ProviderSummary>),
+        (status = 400, description = "`body_unreadable`, or `invalid_request` (a malformed Tessera header).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = openapi::SignatureRejected),
+        (status = 413, response = openapi::BodyTooLarge),
+        (status = 503, response = openapi::AuthUnavailable),
+    ),
+)]
 async fn providers(
     State(api): State<ApiState>,
     caller: Caller,

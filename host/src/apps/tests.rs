@@ -2,6 +2,8 @@
 //! here sign requests with `tessera_proto::signing` and are verified by `auth::verify`
 //! through `DbKeyResolver` and `DbNonceStore`.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use tessera_proto::signing::{RequestToSign, sign_request};
 
@@ -9,7 +11,7 @@ use super::*;
 use crate::auth::{AuthError, KeyPrincipal, SignedRequest, verify};
 use crate::store::both_backends;
 use crate::store::testing::TestDb;
-use crate::vault::MasterKey;
+use crate::vault::{KeyRing, MasterKey};
 
 both_backends! {
     duplicate_and_invalid_app_names_are_refused => duplicate_and_invalid_app_names_are_refused;
@@ -27,8 +29,10 @@ const URI: &str = "https://tessera.example.com/v1/grants?limit=20";
 const BODY: &[u8] = b"{}";
 
 fn service(db: &TestDb) -> anyhow::Result<Apps> {
-    let (ring, _) = KeyRing::generate(&MasterKey::generate())?;
-    Ok(Apps::new(db.store().clone(), Arc::new(ring)))
+    let master = Arc::new(MasterKey::generate());
+    let (ring, _) = KeyRing::generate(&master)?;
+    let keys = LiveRing::new(db.store().clone(), master, Arc::new(ring));
+    Ok(Apps::new(db.store().clone(), keys))
 }
 
 fn signed(key: &ApiKey, created: i64, nonce: &str) -> anyhow::Result<HeaderMap> {
@@ -121,7 +125,7 @@ async fn key_is_stored_only_as_sealed_signing_key_and_fingerprint(
     let signing = created.key.signing_key();
     let sealed = &record.sealed_signing_key;
     assert!(!sealed.windows(32).any(|w| w == signing.as_bytes()));
-    let opened = auth::open_signing_key(&apps.ring, record)?;
+    let opened = auth::open_signing_key(apps.keys.ring(), record)?;
     assert_eq!(opened.as_bytes(), signing.as_bytes());
     let listed = apps.list_keys("billing").await?;
     assert_eq!(listed, vec![record.clone()]);
@@ -217,7 +221,7 @@ async fn revoked_key_is_refused_as_unknown(db: &TestDb) -> anyhow::Result<()> {
 async fn replayed_nonce_is_refused_across_instances(db: &TestDb) -> anyhow::Result<()> {
     let one = service(db)?;
     // A second host instance: its own connection pool on the same database, same keys.
-    let two = Apps::new(db.open_another().await?, one.ring.clone());
+    let two = Apps::new(db.open_another().await?, one.keys.clone());
     one.create_app("a").await?;
     let created = one
         .create_key("a", KeyOwner::App, &[Scope::ProxyExecute])

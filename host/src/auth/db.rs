@@ -1,5 +1,6 @@
 //! The database side of authentication: [`DbKeyResolver`] finds an active key's sealed
-//! signing key in `api_keys` and opens it with the key ring; [`DbNonceStore`] remembers
+//! signing key in `api_keys` and opens it with the live key ring (which learns a data key
+//! version added by a rotation while the host runs); [`DbNonceStore`] remembers
 //! nonces in the `nonces` table, shared by every host instance. Also the one place that
 //! knows the vault's associated data for a stored signing key ([`seal_signing_key`],
 //! [`open_signing_key`]), so sealing and opening cannot disagree.
@@ -7,19 +8,18 @@
 //! Never logs or returns in an error a signing key; an unsealed key lives only in the
 //! zeroizing [`SigningKey`] handed to the verifier.
 
-use std::sync::Arc;
-
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::{KeyId, KeyKind, SigningKey};
 
 use super::{KeyResolver, NonceOutcome, NonceStore, ResolvedKey, StoreError};
+use crate::keys::LiveRing;
 use crate::store::{self, AgentId, AppId, Store, Timestamp, api_keys, nonces};
-use crate::vault::{Aad, KeyRing, Sealed, VaultError};
+use crate::vault::{Aad, KeyRing, Sealed, SecretBytes, VaultError};
 
 /// The `kind` of the vault's associated data for an API key's signing key. With record id =
 /// key id and app = app id, a sealed key copied to another key's row, or another app's,
 /// does not open.
-pub const SIGNING_KEY_AAD_KIND: &str = "api-key-signing";
+pub const SIGNING_KEY_AAD_KIND: &str = api_keys::SEALED_KIND;
 
 /// Seals `signing_key` for the `api_keys` row of `key_id` in app `app_id`; returns the bytes
 /// to store.
@@ -39,19 +39,42 @@ pub fn seal_signing_key(
 }
 
 /// Opens the signing key stored in `record`. Fails if the bytes were altered, moved from
-/// another row, or sealed under a data key the ring does not hold.
+/// another row, or sealed under a data key the ring does not hold (this does not reload the
+/// ring: a running host goes through [`DbKeyResolver`], which does).
 pub fn open_signing_key(
     ring: &KeyRing,
     record: &api_keys::ApiKeyRecord,
 ) -> Result<SigningKey, VaultError> {
     let app_id = record.app_id.to_string();
-    let aad = Aad {
-        record_id: record.key_id.as_str(),
-        app_id: &app_id,
-        kind: SIGNING_KEY_AAD_KIND,
-    };
     let sealed = Sealed::from_bytes(&record.sealed_signing_key)?;
-    let plain = ring.open(&aad, &sealed)?;
+    signing_key(&ring.open(&signing_key_aad(record, &app_id), &sealed)?)
+}
+
+/// [`open_signing_key`] with a live ring, which reloads the stored data keys when `record`
+/// names a version it does not hold yet.
+async fn open_signing_key_live(
+    keys: &LiveRing,
+    record: &api_keys::ApiKeyRecord,
+) -> Result<SigningKey, VaultError> {
+    let app_id = record.app_id.to_string();
+    let sealed = Sealed::from_bytes(&record.sealed_signing_key)?;
+    signing_key(
+        &keys
+            .open(&signing_key_aad(record, &app_id), &sealed)
+            .await?,
+    )
+}
+
+/// The associated data of `record`'s signing key; `app_id` is its app id as text.
+fn signing_key_aad<'a>(record: &'a api_keys::ApiKeyRecord, app_id: &'a str) -> Aad<'a> {
+    Aad {
+        record_id: record.key_id.as_str(),
+        app_id,
+        kind: SIGNING_KEY_AAD_KIND,
+    }
+}
+
+fn signing_key(plain: &SecretBytes) -> Result<SigningKey, VaultError> {
     let bytes: [u8; 32] = plain
         .expose()
         .try_into()
@@ -80,13 +103,13 @@ pub struct KeyPrincipal {
 #[derive(Debug, Clone)]
 pub struct DbKeyResolver {
     store: Store,
-    ring: Arc<KeyRing>,
+    keys: LiveRing,
 }
 
 impl DbKeyResolver {
-    /// A resolver over `store`, opening signing keys with `ring`.
-    pub fn new(store: Store, ring: Arc<KeyRing>) -> Self {
-        Self { store, ring }
+    /// A resolver over `store`, opening signing keys with `keys`.
+    pub fn new(store: Store, keys: LiveRing) -> Self {
+        Self { store, keys }
     }
 }
 
@@ -112,12 +135,14 @@ impl KeyResolver for DbKeyResolver {
         };
         // A key that does not open is an integrity problem on our side, not the caller's
         // mistake: refuse (fail closed) as unavailable, and let the log say which key.
-        let signing_key = open_signing_key(&self.ring, &record).map_err(|e| {
-            unavailable(
-                format!("the stored signing key of API key {key_id} cannot be opened"),
-                e,
-            )
-        })?;
+        let signing_key = open_signing_key_live(&self.keys, &record)
+            .await
+            .map_err(|e| {
+                unavailable(
+                    format!("the stored signing key of API key {key_id} cannot be opened"),
+                    e,
+                )
+            })?;
         Ok(Some(ResolvedKey {
             signing_key,
             principal: KeyPrincipal {

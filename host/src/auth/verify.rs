@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, Uri, request::Parts};
 use subtle::ConstantTimeEq as _;
 use tessera_proto::signing::{
     self, ALGORITHM, CONTENT_DIGEST_HEADER, COVERED_COMPONENTS, KeyId, LABEL, MAX_SKEW_SECONDS,
-    Message, ParamValue, SIGNATURE_HEADER, SIGNATURE_INPUT_HEADER, SIGNATURE_LEN,
-    SIGNATURE_PARAMETERS, SignatureParams, SigningKey,
+    Message, OPTIONAL_COVERED_HEADERS, ParamValue, SIGNATURE_HEADER, SIGNATURE_INPUT_HEADER,
+    SIGNATURE_LEN, SIGNATURE_PARAMETERS, SignatureParams, SigningKey,
 };
 
 use super::{AuthError, NonceOutcome, NonceStore, StoreError};
@@ -138,7 +138,20 @@ pub async fn verify<K: KeyResolver, N: NonceStore>(
         .await?
         .ok_or(AuthError::UnknownKey)?;
 
-    let headers = [(CONTENT_DIGEST_HEADER, digest_field.as_str())];
+    // An optional header is covered exactly when it is sent: one that is sent but not
+    // covered could have been added or changed on the way.
+    let mut optional = Vec::new();
+    for name in OPTIONAL_COVERED_HEADERS {
+        let sent = combined_field(request.headers, name)?;
+        let covered = profile.params.components().iter().any(|c| c == name);
+        match (sent, covered) {
+            (Some(value), true) => optional.push((name, value)),
+            (None, false) => {}
+            _ => return Err(AuthError::ComponentsInvalid),
+        }
+    }
+    let mut headers = vec![(CONTENT_DIGEST_HEADER, digest_field.as_str())];
+    headers.extend(optional.iter().map(|(n, v)| (*n, v.as_str())));
     let message = Message {
         method: request.method,
         target_uri: request.target_uri,
@@ -215,10 +228,12 @@ fn check_profile(params: SignatureParams) -> Result<Profile, AuthError> {
         return Err(AuthError::AlgorithmUnsupported);
     }
     let components = params.components();
-    if components.len() != COVERED_COMPONENTS.len()
-        || !COVERED_COMPONENTS
-            .iter()
-            .all(|c| components.iter().filter(|x| x == c).count() == 1)
+    let once = |c: &str| components.iter().filter(|x| *x == c).count() == 1;
+    if !COVERED_COMPONENTS.iter().all(|c| once(c))
+        || !components.iter().all(|c| {
+            COVERED_COMPONENTS.contains(&c.as_str())
+                || (OPTIONAL_COVERED_HEADERS.contains(&c.as_str()) && once(c))
+        })
     {
         return Err(AuthError::ComponentsInvalid);
     }

@@ -26,7 +26,7 @@ pub use engine::{AllocatorKind, PoolConfig, PoolingMode};
 pub use error::PluginError;
 
 pub use registry::{LoadReport, Registry, RegistryConfig, Watcher};
-pub use runtime::{LoadOrigin, Plugin, Runtime, RuntimeConfig, RuntimeStats, Source};
+pub use runtime::{CallObserver, LoadOrigin, Plugin, Runtime, RuntimeConfig, RuntimeStats, Source};
 
 /// The contract's data types, as generated from `wit/0.1.0/provider.wit`.
 pub mod types {

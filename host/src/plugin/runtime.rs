@@ -73,6 +73,21 @@ pub struct RuntimeConfig {
     pub pooling: PoolingMode,
     /// Pooling allocator limits.
     pub pool: PoolConfig,
+    /// Told the provider, the function and the duration of every `*_async` call (metrics).
+    pub observer: Option<CallObserver>,
+}
+
+/// What a [`CallObserver`] calls: `(provider, function, elapsed, succeeded)`.
+pub type ObserveFn = dyn Fn(&str, &'static str, Duration, bool) + Send + Sync;
+
+/// Receives `(provider, function, elapsed, succeeded)` after every asynchronous plugin call.
+#[derive(Clone)]
+pub struct CallObserver(pub Arc<ObserveFn>);
+
+impl fmt::Debug for CallObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallObserver")
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -89,6 +104,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             pooling: PoolingMode::Probe,
             pool: PoolConfig::default(),
+            observer: None,
         }
     }
 }
@@ -644,9 +660,10 @@ impl Plugin {
         F: FnOnce(&Plugin) -> Result<R, PluginError> + Send + 'static,
     {
         let this = Arc::clone(self);
+        let started = std::time::Instant::now();
         let task = tokio::task::spawn_blocking(move || f(&this));
         let timeout = self.shared.limits.timeout;
-        match tokio::time::timeout(timeout, task).await {
+        let result = match tokio::time::timeout(timeout, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(PluginError::Internal {
                 provider: self.info.id.clone(),
@@ -658,7 +675,11 @@ impl Plugin {
                 call,
                 timeout,
             }),
+        };
+        if let Some(observer) = &self.shared.config.observer {
+            (observer.0)(&self.info.id, call, started.elapsed(), result.is_ok());
         }
+        result
     }
 
     /// [`Plugin::begin_connect`] on the blocking pool, under the outer timeout.

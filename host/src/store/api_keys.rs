@@ -65,6 +65,11 @@ impl fmt::Debug for ApiKeyRecord {
     }
 }
 
+/// The associated-data kind of a stored signing key (`verifier`), with record id = key id
+/// and app = app id. Defined here, next to the column, so that sealing (`auth`) and
+/// re-encryption after a rotation (`store::reseal`) cannot disagree.
+pub const SEALED_KIND: &str = "api-key-signing";
+
 const TABLE: &str = "api_keys";
 
 const COLUMNS: &str = "id, app_id, kind, agent_id, scopes, verifier, fingerprint, created_at, \

@@ -10,6 +10,8 @@
 //! | upsert, `RETURNING` | `ON CONFLICT … DO …` | same | same text |
 //! | write transaction | `BEGIN IMMEDIATE` | `BEGIN` | [`Dialect::begin`] |
 //! | row lock | none (the write lock is the database) | `FOR UPDATE` | [`Dialect::for_update`] |
+//! | audit appenders | none (`BEGIN IMMEDIATE` serialises writers) | advisory transaction lock | [`Dialect::audit_append_lock`] |
+//! | test fault: refuse audit inserts | trigger with `RAISE(ABORT)` | plpgsql trigger function | [`Dialect::audit_fault_on`], [`Dialect::audit_fault_off`] |
 //! | connection options | file, WAL, pragmas | URL | [`sqlite::connect`], [`postgres::connect`] |
 //!
 //! This module must never grow query logic: only the facts above.
@@ -24,18 +26,45 @@ pub struct Dialect {
     pub begin: &'static str,
     /// Suffix that makes a `SELECT` lock the rows it returns until commit.
     pub for_update: &'static str,
+    /// Statement that, inside a write transaction, makes every other audit appender (of any
+    /// host instance) wait until this transaction ends, so the hash chain stays linear.
+    /// `None` where opening the write transaction already serialises writers.
+    pub audit_append_lock: Option<&'static str>,
+    /// Test fault injection only (`audit::testing`): statements after which every insert
+    /// into `audit` fails, to show that callers fail closed.
+    pub audit_fault_on: &'static [&'static str],
+    /// Undoes [`Dialect::audit_fault_on`]; harmless when it was not applied.
+    pub audit_fault_off: &'static [&'static str],
 }
 
 /// SQLite: the first write lock is taken at `BEGIN`, so there is nothing to lock per row.
 pub const SQLITE: Dialect = Dialect {
     begin: sqlite::BEGIN,
     for_update: "",
+    audit_append_lock: None,
+    audit_fault_on: &[
+        "CREATE TRIGGER IF NOT EXISTS tessera_test_audit_fault BEFORE INSERT ON audit \
+         BEGIN SELECT RAISE(ABORT, 'audit writes disabled by a test'); END",
+    ],
+    audit_fault_off: &["DROP TRIGGER IF EXISTS tessera_test_audit_fault"],
 };
 
 /// PostgreSQL.
 pub const POSTGRES: Dialect = Dialect {
     begin: postgres::BEGIN,
     for_update: " FOR UPDATE",
+    audit_append_lock: Some(postgres::AUDIT_APPEND_LOCK),
+    audit_fault_on: &[
+        "CREATE OR REPLACE FUNCTION tessera_test_audit_fault() RETURNS trigger \
+         LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit writes disabled by a test'; END $$",
+        "DROP TRIGGER IF EXISTS tessera_test_audit_fault ON audit",
+        "CREATE TRIGGER tessera_test_audit_fault BEFORE INSERT ON audit \
+         FOR EACH ROW EXECUTE FUNCTION tessera_test_audit_fault()",
+    ],
+    audit_fault_off: &[
+        "DROP TRIGGER IF EXISTS tessera_test_audit_fault ON audit",
+        "DROP FUNCTION IF EXISTS tessera_test_audit_fault()",
+    ],
 };
 
 /// The embedded SQLite backend.
@@ -94,6 +123,10 @@ pub mod postgres {
 
     /// Default isolation (read committed); row locks do the rest.
     pub const BEGIN: &str = "BEGIN";
+
+    /// Serialises audit appenders across host instances until the transaction ends. The
+    /// key is the ASCII of `tsr-audt`, a constant no other lock of this database uses.
+    pub const AUDIT_APPEND_LOCK: &str = "SELECT pg_advisory_xact_lock(8391176069955544180)";
 
     /// A host instance fails its readiness check rather than hang on a dead server.
     const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -32,11 +32,15 @@
 pub mod agents;
 pub mod api_keys;
 pub mod apps;
+pub mod audit;
+pub mod credentials;
 pub mod data_keys;
 pub mod dialect;
 mod error;
+pub mod grants;
 pub mod meta;
 pub mod nonces;
+pub mod reseal;
 #[doc(hidden)]
 pub mod testing;
 mod types;
@@ -48,7 +52,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use error::StoreError;
-pub use types::{AgentId, AppId, Timestamp};
+pub use types::{AgentId, AppId, CredentialId, GrantId, Timestamp};
 
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "tessera.db";

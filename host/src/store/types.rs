@@ -141,6 +141,19 @@ uuid_id!(
     "agent"
 );
 
+uuid_id!(
+    /// Identifies a grant: a principal of an app may call one provider with one credential.
+    /// Stable across secret rotation and token refresh.
+    GrantId,
+    "grant"
+);
+
+uuid_id!(
+    /// Identifies a stored credential (the sealed secret material behind grants).
+    CredentialId,
+    "credential"
+);
+
 #[cfg(test)]
 mod tests {
     use super::Timestamp;

@@ -1,9 +1,15 @@
 //! Data keys, their wrapping under the master key, and the key ring that seals and opens
 //! values. The ring holds every data key version unwrapped in zeroizing memory; the
 //! highest version seals, every version opens.
+//!
+//! The ring is shared (`Arc<KeyRing>`) by every part of a running host and learns new
+//! versions in place ([`KeyRing::insert`] takes `&self`): when `tessera keys rotate` adds a
+//! version, a running host inserts it and from then on opens values sealed with it and seals
+//! new values with it, without a restart.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -117,19 +123,29 @@ pub fn rewrap_all(
 
 /// The unwrapped data keys, by version. The highest version seals; every version opens.
 /// `Debug` lists the versions only.
+///
+/// Versions can be added through a shared reference ([`Self::insert`]); none is ever
+/// removed. The lock is held only for a map lookup and one AES-GCM operation, never across
+/// an `await`.
 pub struct KeyRing {
-    keys: BTreeMap<u32, DataKey>,
+    keys: RwLock<BTreeMap<u32, DataKey>>,
 }
 
 impl KeyRing {
+    /// The map, for reading. A panic while the write lock was held cannot leave the map
+    /// half-updated (an insert is one `BTreeMap::insert`), so a poisoned lock is still used.
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<u32, DataKey>> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Unwraps the stored data keys. Fails if there are none, if any does not unwrap under
     /// `master`, or if two different keys claim one version.
     pub fn new(master: &MasterKey, wrapped_keys: &[WrappedDataKey]) -> Result<Self, VaultError> {
         if wrapped_keys.is_empty() {
             return Err(VaultError::NoDataKeys);
         }
-        let mut ring = Self {
-            keys: BTreeMap::new(),
+        let ring = Self {
+            keys: RwLock::new(BTreeMap::new()),
         };
         for wrapped in wrapped_keys {
             ring.insert(master, wrapped)?;
@@ -142,22 +158,27 @@ impl KeyRing {
     pub fn generate(master: &MasterKey) -> Result<(Self, WrappedDataKey), VaultError> {
         let key = DataKey::generate(FIRST_VERSION);
         let wrapped = master.wrap(&key)?;
-        let keys = BTreeMap::from([(FIRST_VERSION, key)]);
+        let keys = RwLock::new(BTreeMap::from([(FIRST_VERSION, key)]));
         Ok((Self { keys }, wrapped))
     }
 
     /// The version new values are sealed with: the highest one held.
     pub fn current_version(&self) -> u32 {
-        self.keys
+        self.read()
             .keys()
             .next_back()
             .copied()
             .unwrap_or(FIRST_VERSION)
     }
 
-    /// All versions held, ascending.
-    pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
-        self.keys.keys().copied()
+    /// All versions held, ascending (a snapshot: versions inserted later are not in it).
+    pub fn versions(&self) -> impl Iterator<Item = u32> + use<> {
+        self.read().keys().copied().collect::<Vec<_>>().into_iter()
+    }
+
+    /// Whether this ring holds data key `version`.
+    pub fn holds(&self, version: u32) -> bool {
+        self.read().contains_key(&version)
     }
 
     /// Creates and wraps the next data key version without adding it. Persist the result,
@@ -171,22 +192,22 @@ impl KeyRing {
         master.wrap(&DataKey::generate(next))
     }
 
-    /// Adds a stored data key, e.g. one another host instance created. Inserting a version
-    /// that is already held with the same key is a no-op; with a different key, an error.
-    pub fn insert(
-        &mut self,
-        master: &MasterKey,
-        wrapped: &WrappedDataKey,
-    ) -> Result<(), VaultError> {
+    /// Adds a stored data key, e.g. one another host instance or `tessera keys rotate`
+    /// created; a version higher than every held one becomes current at once, for every
+    /// holder of the shared ring. Inserting a version that is already held with the same key
+    /// is a no-op; with a different key, an error.
+    pub fn insert(&self, master: &MasterKey, wrapped: &WrappedDataKey) -> Result<(), VaultError> {
+        // Unwrapped before locking: readers are never held up by the AES work.
         let key = master.unwrap(wrapped)?;
-        if let Some(held) = self.keys.get(&key.version) {
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = keys.get(&key.version) {
             return if bool::from(held.key.ct_eq(&*key.key)) {
                 Ok(())
             } else {
                 Err(VaultError::DuplicateKeyVersion(key.version))
             };
         }
-        self.keys.insert(key.version, key);
+        keys.insert(key.version, key);
         Ok(())
     }
 
@@ -194,7 +215,7 @@ impl KeyRing {
     /// wrapped for the caller to persist. Prefer [`Self::wrap_next_version`] and
     /// [`Self::insert`] when the ring is shared, so nothing is sealed with a key that is not
     /// stored yet.
-    pub fn add_version(&mut self, master: &MasterKey) -> Result<WrappedDataKey, VaultError> {
+    pub fn add_version(&self, master: &MasterKey) -> Result<WrappedDataKey, VaultError> {
         let wrapped = self.wrap_next_version(master)?;
         self.insert(master, &wrapped)?;
         Ok(wrapped)
@@ -202,7 +223,8 @@ impl KeyRing {
 
     /// Encrypts `plaintext` under the current data key, bound to `aad`.
     pub fn seal(&self, aad: &Aad<'_>, plaintext: &[u8]) -> Result<Sealed, VaultError> {
-        let (&key_version, key) = self.keys.last_key_value().ok_or(VaultError::NoDataKeys)?;
+        let keys = self.read();
+        let (&key_version, key) = keys.last_key_value().ok_or(VaultError::NoDataKeys)?;
         let nonce = cipher::random_nonce();
         let ciphertext = cipher::encrypt(&key.key, &nonce, &aad.encode(key_version), plaintext)?;
         Ok(Sealed {
@@ -215,8 +237,8 @@ impl KeyRing {
     /// Decrypts a value sealed with any version this ring holds. Fails if the version is
     /// unknown, or if the value was altered or sealed for another `aad`.
     pub fn open(&self, aad: &Aad<'_>, sealed: &Sealed) -> Result<SecretBytes, VaultError> {
-        let key = self
-            .keys
+        let keys = self.read();
+        let key = keys
             .get(&sealed.key_version)
             .ok_or(VaultError::UnknownKeyVersion(sealed.key_version))?;
         let plaintext = cipher::decrypt(
@@ -244,9 +266,15 @@ impl KeyRing {
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One snapshot: taking the read lock twice in one expression could deadlock behind
+        // a waiting writer.
+        let versions: Vec<u32> = self.versions().collect();
         f.debug_struct("KeyRing")
-            .field("versions", &self.keys.keys().collect::<Vec<_>>())
-            .field("current", &self.current_version())
+            .field("versions", &versions)
+            .field(
+                "current",
+                &versions.last().copied().unwrap_or(FIRST_VERSION),
+            )
             .finish()
     }
 }
@@ -393,7 +421,7 @@ mod tests {
 
     #[test]
     fn naming_another_held_key_version_is_rejected() {
-        let (master, mut ring) = ring();
+        let (master, ring) = ring();
         ring.add_version(&master).unwrap();
         assert_eq!(ring.current_version(), 2);
         let mut bytes = sealed_bytes(&ring, &CREDENTIAL);
@@ -427,7 +455,7 @@ mod tests {
     #[test]
     fn ring_rebuilt_from_wrapped_keys_opens_old_values() {
         let master = MasterKey::generate();
-        let (mut ring, v1) = KeyRing::generate(&master).unwrap();
+        let (ring, v1) = KeyRing::generate(&master).unwrap();
         let old = ring.seal(&CREDENTIAL, PLAINTEXT).unwrap();
         let v2 = ring.add_version(&master).unwrap();
         let new = ring.seal(&CREDENTIAL, PLAINTEXT).unwrap();
@@ -495,7 +523,7 @@ mod tests {
 
     #[test]
     fn reseal_moves_a_value_to_the_current_version() {
-        let (master, mut ring) = ring();
+        let (master, ring) = ring();
         let old = ring.seal(&CREDENTIAL, PLAINTEXT).unwrap();
         assert!(!ring.needs_reseal(&old));
 
@@ -514,7 +542,7 @@ mod tests {
 
     #[test]
     fn reseal_refuses_a_value_from_another_row() {
-        let (master, mut ring) = ring();
+        let (master, ring) = ring();
         let old = ring.seal(&CREDENTIAL, PLAINTEXT).unwrap();
         ring.add_version(&master).unwrap();
         let other = aad("record-2", "app-a", "credential");
@@ -526,7 +554,7 @@ mod tests {
 
     #[test]
     fn next_version_is_not_used_until_inserted() {
-        let (master, mut ring) = ring();
+        let (master, ring) = ring();
         let next = ring.wrap_next_version(&master).unwrap();
         assert_eq!(next.version, 2);
         assert_eq!(ring.seal(&CREDENTIAL, PLAINTEXT).unwrap().key_version(), 1);
@@ -538,9 +566,30 @@ mod tests {
     }
 
     #[test]
+    fn version_inserted_through_a_shared_ring_is_seen_by_every_holder() {
+        let (master, ring) = ring();
+        let ring = std::sync::Arc::new(ring);
+        let server = std::sync::Arc::clone(&ring);
+        let old = server.seal(&CREDENTIAL, PLAINTEXT).unwrap();
+        assert!(!server.holds(2));
+
+        let next = ring.wrap_next_version(&master).unwrap();
+        std::thread::spawn(move || ring.insert(&master, &next).unwrap())
+            .join()
+            .unwrap();
+
+        assert!(server.holds(2));
+        assert_eq!(server.current_version(), 2);
+        let new = server.seal(&CREDENTIAL, PLAINTEXT).unwrap();
+        assert_eq!(new.key_version(), 2);
+        assert_eq!(server.open(&CREDENTIAL, &old).unwrap().expose(), PLAINTEXT);
+        assert_eq!(server.open(&CREDENTIAL, &new).unwrap().expose(), PLAINTEXT);
+    }
+
+    #[test]
     fn rewrap_all_moves_data_keys_to_a_new_master_key() {
         let old_master = MasterKey::generate();
-        let (mut ring, v1) = KeyRing::generate(&old_master).unwrap();
+        let (ring, v1) = KeyRing::generate(&old_master).unwrap();
         let v2 = ring.add_version(&old_master).unwrap();
         let sealed = ring.seal(&CREDENTIAL, PLAINTEXT).unwrap();
 

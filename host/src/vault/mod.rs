@@ -19,10 +19,12 @@
 //! - sealed values: [`Sealed`], whose byte form is
 //!   `b"TV1" ‖ key version (u32 BE) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`.
 //!
-//! Rotation: [`KeyRing::add_version`] adds a data key; [`KeyRing::needs_reseal`] and
-//! [`KeyRing::reseal`] move old values to it in the background while every version still
-//! opens. [`rewrap_all`] re-wraps the data keys under a new master key without touching a
-//! single sealed value.
+//! Rotation: [`KeyRing::wrap_next_version`] makes a data key for the caller to store, then
+//! [`KeyRing::insert`] adds it to the shared ring (through `&self`, so running holders learn
+//! it in place); [`KeyRing::needs_reseal`] and [`KeyRing::reseal`] move old values to it in
+//! the background while every version still opens. [`rewrap_all`] re-wraps the data keys
+//! under a new master key without touching a single sealed value. The database side
+//! (storing keys, reloading them, the re-encryption job) is `crate::keys`.
 
 mod cipher;
 mod error;

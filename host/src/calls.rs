@@ -1,0 +1,618 @@
+//! The two call modes: **retrieve** (the host signs the request the SDK described and hands
+//! back the auth material; the SDK sends it) and **proxy** (the host signs and sends it, and
+//! relays the provider's answer, streamed).
+//!
+//! Every call: resolve the grant (the caller's app only; an agent only its own grants) →
+//! check the URL against the provider's declared hosts → the component's `sign` → (proxy)
+//! send through [`Egress`], checking the signed URL again → write the audit row → answer.
+//! The audit row is written before the answer leaves: if it cannot be written, the call
+//! fails with `audit_unavailable` and the auth material or the provider's response is
+//! withheld (fail closed).
+//!
+//! Must never: hand out auth material for a host outside the allow-list, put a header value
+//! that may be secret into an audit row or a log line (headers are redacted first), or
+//! forward hop-by-hop headers.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use tessera_proto::calls::{CallNote, ProxyRequest, RetrieveRequest, RetrieveResponse, codes};
+
+use crate::audit::{self, Action, Actor, ActorKind, AuditEntry, AuditError, AuditLog, Outcome};
+use crate::egress::{self, EgressError};
+use crate::grants::{GrantError, Grants, Owner, Resolved, provider_error_text, unix_seconds};
+use crate::plugin::PluginError;
+use crate::plugin::types::{HttpRequest, ProviderError};
+use crate::store::{AgentId, Timestamp};
+
+/// The largest request body a proxied call may carry, in bytes (after base64 decoding).
+pub const MAX_PROXY_BODY: usize = 768 * 1024;
+
+/// Who makes a call, as the audit log records it.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The caller's app (and agent).
+    pub owner: Owner,
+    /// The API key that signed the request.
+    pub key_id: String,
+    /// The caller name the SDK declared (attribution only).
+    pub caller: Option<String>,
+    /// The host's id for this request.
+    pub request_id: String,
+}
+
+impl CallContext {
+    fn actor(&self) -> Actor {
+        match self.owner.agent_id {
+            Some(agent) => Actor::new(ActorKind::Agent, agent.to_string()),
+            None => Actor::new(ActorKind::AppKey, self.key_id.clone()),
+        }
+    }
+
+    fn agent(&self) -> Option<AgentId> {
+        self.owner.agent_id
+    }
+}
+
+/// Why a call failed; each variant has a stable code ([`CallError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The grant could not be used.
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The URL is outside the provider's hosts.
+    #[error("{host} is not among the hosts {provider} may reach")]
+    HostNotAllowed {
+        /// The provider.
+        provider: String,
+        /// The host.
+        host: String,
+    },
+    /// The provider could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The provider's response exceeded the cap.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The component failed.
+    #[error("the {provider} component failed: {source}")]
+    Component {
+        /// The provider.
+        provider: String,
+        /// What failed.
+        source: PluginError,
+    },
+    /// The component refused to sign.
+    #[error("{provider} refused the request: {reason}")]
+    Rejected {
+        /// The provider.
+        provider: String,
+        /// Its reason.
+        reason: String,
+        /// Whether the provider says the grant needs reconnecting.
+        reauth: bool,
+    },
+    /// The audit row could not be written: the call is refused.
+    #[error("the audit log is unavailable, so the call was refused")]
+    AuditUnavailable(#[source] AuditError),
+}
+
+impl CallError {
+    /// The stable code of a grant error.
+    pub fn grant_code(g: &GrantError) -> &'static str {
+        match g {
+            GrantError::NotFound { .. } => codes::GRANT_NOT_FOUND,
+            GrantError::Revoked { .. } => codes::GRANT_REVOKED,
+            GrantError::ReauthRequired { .. } => codes::GRANT_REAUTH_REQUIRED,
+            GrantError::ProviderNotFound { .. } => codes::PROVIDER_NOT_FOUND,
+            GrantError::Invalid(_) => codes::INVALID_REQUEST,
+            GrantError::Rejected { .. } => codes::PROVIDER_REJECTED,
+            GrantError::Component { .. } => codes::COMPONENT_FAILED,
+            GrantError::Egress(e) => egress_code(e),
+            GrantError::Conflict(_) => "grant_conflict",
+            GrantError::AuditUnavailable(_) => codes::AUDIT_UNAVAILABLE,
+            GrantError::Vault(_) | GrantError::Store(_) => "internal_error",
+        }
+    }
+
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallError::Grant(g) => Self::grant_code(g),
+            CallError::Invalid(_) => codes::INVALID_REQUEST,
+            CallError::HostNotAllowed { .. } => codes::HOST_NOT_ALLOWED,
+            CallError::Unreachable(_) => codes::PROVIDER_UNREACHABLE,
+            CallError::TooLarge(_) => codes::RESPONSE_TOO_LARGE,
+            CallError::Component { .. } => codes::COMPONENT_FAILED,
+            CallError::Rejected { reauth: true, .. } => codes::GRANT_REAUTH_REQUIRED,
+            CallError::Rejected { .. } => codes::PROVIDER_REJECTED,
+            CallError::AuditUnavailable(_) => codes::AUDIT_UNAVAILABLE,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        status_for_code(self.code())
+    }
+}
+
+/// The HTTP status of a call or grant error code.
+pub fn status_for_code(code: &str) -> u16 {
+    match code {
+        codes::GRANT_NOT_FOUND | codes::PROVIDER_NOT_FOUND => 404,
+        codes::GRANT_REVOKED => 410,
+        codes::GRANT_REAUTH_REQUIRED | "grant_conflict" => 409,
+        codes::INVALID_REQUEST | codes::HOST_NOT_ALLOWED => 400,
+        codes::PROVIDER_REJECTED => 422,
+        codes::PROVIDER_UNREACHABLE | codes::COMPONENT_FAILED | codes::RESPONSE_TOO_LARGE => 502,
+        codes::AUDIT_UNAVAILABLE => 503,
+        _ => 500,
+    }
+}
+
+/// The code of an egress failure.
+pub fn egress_code(e: &EgressError) -> &'static str {
+    match e {
+        EgressError::HostNotAllowed { .. } => codes::HOST_NOT_ALLOWED,
+        EgressError::InvalidRequest(_) => codes::INVALID_REQUEST,
+        EgressError::Unreachable { .. } => codes::PROVIDER_UNREACHABLE,
+        EgressError::TooLarge { .. } => codes::RESPONSE_TOO_LARGE,
+    }
+}
+
+fn from_egress(provider: &str, e: EgressError) -> CallError {
+    match e {
+        EgressError::HostNotAllowed { host } => CallError::HostNotAllowed {
+            provider: provider.to_owned(),
+            host,
+        },
+        EgressError::InvalidRequest(m) => CallError::Invalid(m),
+        e @ EgressError::Unreachable { .. } => CallError::Unreachable(e.to_string()),
+        e @ EgressError::TooLarge { .. } => CallError::TooLarge(e.to_string()),
+    }
+}
+
+/// A proxied response: the provider's status and headers, and its body as a stream.
+pub struct ProxyResponse {
+    /// The provider id.
+    pub provider: String,
+    /// The provider's status.
+    pub status: u16,
+    /// The provider's headers (hop-by-hop removed).
+    pub headers: Vec<(String, String)>,
+    /// The body, streamed; an item error means the stream was cut (size cap, connection).
+    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, EgressError>> + Send>>,
+}
+
+impl std::fmt::Debug for ProxyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyResponse")
+            .field("provider", &self.provider)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The call service.
+#[derive(Clone, Debug)]
+pub struct Calls {
+    grants: Grants,
+    audit: AuditLog,
+}
+
+/// What one call's audit row says about the request (filled as the call proceeds).
+struct Trail {
+    started: Instant,
+    action: Action,
+    provider: Option<String>,
+    grant_id: Option<String>,
+    principal: Option<String>,
+    detail: serde_json::Map<String, serde_json::Value>,
+    note: CallNote,
+}
+
+impl Trail {
+    fn new(
+        action: Action,
+        grant_id: Option<&String>,
+        note: &CallNote,
+        method: &str,
+        url: &str,
+    ) -> Self {
+        let mut detail = serde_json::Map::new();
+        detail.insert(
+            "mode".into(),
+            json!(match action {
+                Action::ProxyExecute => "proxy",
+                _ => "retrieve",
+            }),
+        );
+        detail.insert("method".into(), json!(method));
+        if let Ok(u) = url::Url::parse(url) {
+            detail.insert("host".into(), json!(u.host_str().unwrap_or_default()));
+            detail.insert("path".into(), json!(u.path()));
+        }
+        Self {
+            started: Instant::now(),
+            action,
+            provider: None,
+            grant_id: grant_id.cloned(),
+            principal: None,
+            detail,
+            note: note.clone(),
+        }
+    }
+
+    fn resolved(&mut self, r: &Resolved) {
+        self.provider = Some(r.grant.provider.clone());
+        self.principal = Some(r.grant.principal.to_string());
+    }
+}
+
+impl Calls {
+    /// A call service over the grant service and the audit log.
+    pub fn new(grants: Grants, audit: AuditLog) -> Self {
+        Self { grants, audit }
+    }
+
+    /// The grant service.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    async fn write(
+        &self,
+        cx: &CallContext,
+        trail: Trail,
+        outcome: Outcome,
+        extra: serde_json::Value,
+    ) -> Result<(), AuditError> {
+        let mut detail = trail.detail;
+        let latency_ms = trail.started.elapsed().as_secs_f64() * 1000.0;
+        detail.insert("latency_ms".into(), json!(latency_ms));
+        if let Some(agent) = cx.agent() {
+            detail.insert("agent_id".into(), json!(agent.to_string()));
+        }
+        if let serde_json::Value::Object(extra) = extra {
+            detail.extend(extra);
+        }
+        self.audit
+            .record(AuditEntry {
+                at: Timestamp::now(),
+                app_id: Some(cx.owner.app_id),
+                actor: cx.actor(),
+                key_id: Some(cx.key_id.clone()),
+                caller: cx.caller.clone(),
+                action: trail.action,
+                provider: trail.provider,
+                grant_id: trail.grant_id,
+                principal: trail.principal,
+                outcome,
+                reason: trail.note.reason,
+                context: trail.note.context,
+                request_id: Some(cx.request_id.clone()),
+                detail: serde_json::Value::Object(detail),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Records a failed call (best effort: the caller gets the original error either way)
+    /// and returns the error.
+    async fn fail(&self, cx: &CallContext, trail: Trail, e: CallError) -> CallError {
+        let outcome = match e.code() {
+            codes::GRANT_NOT_FOUND
+            | codes::GRANT_REVOKED
+            | codes::GRANT_REAUTH_REQUIRED
+            | codes::HOST_NOT_ALLOWED => Outcome::Denied,
+            _ => Outcome::Error,
+        };
+        let extra = json!({ "error": e.code() });
+        if let Err(audit_error) = self.write(cx, trail, outcome, extra).await {
+            tracing::error!(error = %audit_error, "cannot record a failed call in the audit log");
+        }
+        e
+    }
+
+    /// Retrieve mode: signs the described request and returns what to change on it.
+    pub async fn retrieve(
+        &self,
+        cx: &CallContext,
+        request: RetrieveRequest,
+    ) -> Result<RetrieveResponse, CallError> {
+        let mut trail = Trail::new(
+            Action::TokensRetrieve,
+            request.grant.grant_id.as_ref(),
+            &request.note,
+            &request.method,
+            &request.url,
+        );
+        match self.retrieve_inner(cx, &request, &mut trail).await {
+            Ok(response) => {
+                let extra = json!({ "set_headers": response.set_headers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() });
+                self.write(cx, trail, Outcome::Ok, extra)
+                    .await
+                    .map_err(CallError::AuditUnavailable)?;
+                Ok(response)
+            }
+            Err(e) => Err(self.fail(cx, trail, e).await),
+        }
+    }
+
+    async fn retrieve_inner(
+        &self,
+        cx: &CallContext,
+        request: &RetrieveRequest,
+        trail: &mut Trail,
+    ) -> Result<RetrieveResponse, CallError> {
+        let method = check_method(&request.method)?;
+        let body = decode_body(request.body_base64.as_deref(), MAX_PROXY_BODY)?;
+        let digest = hex::encode(Sha256::digest(&body));
+        if let Some(given) = &request.body_sha256 {
+            if request.body_base64.is_some() && !given.eq_ignore_ascii_case(&digest) {
+                return Err(CallError::Invalid(
+                    "body_sha256 does not match the SHA-256 of body_base64".into(),
+                ));
+            }
+            trail
+                .detail
+                .insert("body_sha256".into(), json!(given.to_ascii_lowercase()));
+        }
+        check_headers(&request.headers)?;
+        let grant_id = request
+            .grant
+            .grant_id
+            .as_deref()
+            .ok_or_else(|| CallError::Invalid("name the grant to use (grant_id)".into()))?;
+        let resolved = self.grants.resolve(cx.owner, grant_id).await?;
+        trail.resolved(&resolved);
+        let provider = resolved.grant.provider.clone();
+        let info = resolved.plugin.info();
+        egress::check_url(&request.url, &info.allowed_hosts, &resolved.params)
+            .map_err(|e| from_egress(&provider, e))?;
+        let described = HttpRequest {
+            method: method.clone(),
+            url: request.url.clone(),
+            headers: request.headers.clone(),
+            body,
+        };
+        let signed = self.sign(&resolved, described.clone()).await?;
+        egress::check_url(&signed.url, &info.allowed_hosts, &resolved.params)
+            .map_err(|e| from_egress(&provider, e))?;
+        let set_headers = changed_headers(&described.headers, &signed.headers);
+        self.grants.touch(resolved.grant.id).await;
+        Ok(RetrieveResponse {
+            grant_id: resolved.grant.id.to_string(),
+            provider,
+            url: signed.url,
+            set_headers,
+            expires_at: resolved.expires_at.map(Timestamp::to_rfc3339),
+            request_id: cx.request_id.clone(),
+        })
+    }
+
+    async fn sign(
+        &self,
+        resolved: &Resolved,
+        request: HttpRequest,
+    ) -> Result<HttpRequest, CallError> {
+        let provider = resolved.grant.provider.clone();
+        match resolved
+            .plugin
+            .sign_async(request, resolved.credential.clone(), unix_seconds())
+            .await
+        {
+            Ok(Ok(signed)) => Ok(signed),
+            Ok(Err(ProviderError::HostNotAllowed(host))) => {
+                Err(CallError::HostNotAllowed { provider, host })
+            }
+            Ok(Err(e)) => Err(CallError::Rejected {
+                reauth: matches!(e, ProviderError::ReauthorizeRequired(_)),
+                reason: provider_error_text(&e),
+                provider,
+            }),
+            Err(source) => Err(CallError::Component { provider, source }),
+        }
+    }
+
+    /// Proxy mode: signs and sends the request, and returns the provider's response.
+    pub async fn proxy(
+        &self,
+        cx: &CallContext,
+        request: ProxyRequest,
+    ) -> Result<ProxyResponse, CallError> {
+        let mut trail = Trail::new(
+            Action::ProxyExecute,
+            request.grant.grant_id.as_ref(),
+            &request.note,
+            &request.method,
+            &request.url,
+        );
+        match self.proxy_inner(cx, &request, &mut trail).await {
+            Ok((response, wire)) => {
+                self.write(cx, trail, Outcome::Ok, wire)
+                    .await
+                    .map_err(CallError::AuditUnavailable)?;
+                Ok(response)
+            }
+            Err(e) => Err(self.fail(cx, trail, e).await),
+        }
+    }
+
+    async fn proxy_inner(
+        &self,
+        cx: &CallContext,
+        request: &ProxyRequest,
+        trail: &mut Trail,
+    ) -> Result<(ProxyResponse, serde_json::Value), CallError> {
+        let method = check_method(&request.method)?;
+        let body = decode_body(request.body_base64.as_deref(), MAX_PROXY_BODY)?;
+        check_headers(&request.headers)?;
+        let grant_id = request
+            .grant
+            .grant_id
+            .as_deref()
+            .ok_or_else(|| CallError::Invalid("name the grant to use (grant_id)".into()))?;
+        let resolved = self.grants.resolve(cx.owner, grant_id).await?;
+        trail.resolved(&resolved);
+        let provider = resolved.grant.provider.clone();
+        let info = resolved.plugin.info().clone();
+        egress::check_url(&request.url, &info.allowed_hosts, &resolved.params)
+            .map_err(|e| from_egress(&provider, e))?;
+        let headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .filter(|(n, _)| !egress::is_hop_by_hop(n))
+            .cloned()
+            .collect();
+        let body_len = body.len();
+        let signed = self
+            .sign(
+                &resolved,
+                HttpRequest {
+                    method,
+                    url: request.url.clone(),
+                    headers,
+                    body,
+                },
+            )
+            .await?;
+        self.grants.touch(resolved.grant.id).await;
+        let open = self
+            .grants
+            .egress()
+            .open(&signed, &info.allowed_hosts, &resolved.params)
+            .await
+            .map_err(|e| from_egress(&provider, e))?;
+        let wire = json!({
+            "status": open.status,
+            "request": {
+                "url": audit::redact_url(&signed.url),
+                "headers": audit::redact_headers(&signed.headers),
+                "body_bytes": body_len,
+            },
+            "response": {
+                "headers": audit::redact_headers(&open.headers),
+            },
+        });
+        let status = open.status;
+        let headers = open.headers.clone();
+        Ok((
+            ProxyResponse {
+                provider,
+                status,
+                headers,
+                body: Box::pin(open.into_stream()),
+            },
+            wire,
+        ))
+    }
+}
+
+fn check_method(method: &str) -> Result<String, CallError> {
+    let ok =
+        !method.is_empty() && method.len() <= 16 && method.bytes().all(|b| b.is_ascii_uppercase());
+    if ok {
+        Ok(method.to_owned())
+    } else {
+        Err(CallError::Invalid(format!(
+            "method {method:?} is not an upper-case HTTP method"
+        )))
+    }
+}
+
+fn check_headers(headers: &[(String, String)]) -> Result<(), CallError> {
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(CallError::Invalid(format!(
+                "header name {name:?} is not valid"
+            )));
+        }
+        if reqwest::header::HeaderValue::from_str(value).is_err() {
+            return Err(CallError::Invalid(format!(
+                "the value of header {name} is not valid"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn decode_body(b64: Option<&str>, limit: usize) -> Result<Vec<u8>, CallError> {
+    let Some(b64) = b64 else {
+        return Ok(Vec::new());
+    };
+    if b64.len() / 4 * 3 > limit + 3 {
+        return Err(CallError::Invalid(format!(
+            "the body is larger than {limit} bytes"
+        )));
+    }
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| CallError::Invalid("body_base64 is not valid base64".into()))?;
+    if body.len() > limit {
+        return Err(CallError::Invalid(format!(
+            "the body is larger than {limit} bytes"
+        )));
+    }
+    Ok(body)
+}
+
+/// Headers of `signed` that are new or differ from `described` (names compared
+/// case-insensitively): the auth material.
+fn changed_headers(
+    described: &[(String, String)],
+    signed: &[(String, String)],
+) -> Vec<(String, String)> {
+    let before: BTreeMap<String, &str> = described
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.as_str()))
+        .collect();
+    signed
+        .iter()
+        .filter(|(n, v)| before.get(&n.to_ascii_lowercase()) != Some(&v.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_new_or_changed_headers_are_auth_material() {
+        let described = vec![
+            ("Accept".to_owned(), "application/json".to_owned()),
+            ("X-Amz-Date".to_owned(), "old".to_owned()),
+        ];
+        let signed = vec![
+            ("accept".to_owned(), "application/json".to_owned()),
+            ("x-amz-date".to_owned(), "new".to_owned()),
+            ("authorization".to_owned(), "Bearer t".to_owned()),
+        ];
+        assert_eq!(
+            changed_headers(&described, &signed),
+            vec![
+                ("x-amz-date".to_owned(), "new".to_owned()),
+                ("authorization".to_owned(), "Bearer t".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn methods_and_bodies_are_checked() {
+        assert!(check_method("GET").is_ok());
+        assert!(check_method("get").is_err());
+        assert!(check_method("GE T").is_err());
+        assert!(decode_body(Some("aGk="), 10).is_ok_and(|b| b == b"hi"));
+        assert!(decode_body(Some("!!"), 10).is_err());
+        assert!(decode_body(Some("aGVsbG8gd29ybGQ="), 5).is_err());
+    }
+}

@@ -1,0 +1,893 @@
+//! Grants and managed secrets, as a service the API and the CLI call: store or rotate a
+//! managed secret (validated by the provider's own connect state machine), list, show and
+//! revoke grants, and resolve a grant to the credential a call signs with.
+//!
+//! Owns: validating secret fields and connection parameters against what the provider
+//! declares; running the component's connect steps for a managed secret (each `send` through
+//! [`Egress`], so the provider's allow-list holds); sealing credentials (associated data =
+//! credential id, app, `credential`); keeping the grant id stable across rotation; deleting a
+//! revoked grant's secret material; and the rule that an agent key reaches only its own
+//! grants.
+//!
+//! Must never: return or log a secret field, look up a grant without the caller's app id
+//! (another app's grant is "not found", never "forbidden"), or keep a revoked grant usable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use tessera_proto::grants::{
+    Grant, GrantKind, GrantPage, GrantStatus, ManagedSecretRequest, Principal,
+};
+use zeroize::Zeroizing;
+
+use crate::audit::{Action, AuditEntry, AuditError, AuditLog, Origin, Outcome};
+use crate::egress::{Egress, EgressError};
+use crate::keys::LiveRing;
+use crate::plugin::types::{
+    AuthKind, Context, Credential, Input, ProviderError, ProviderInfo, Step,
+};
+use crate::plugin::{Plugin, PluginError, Registry};
+use crate::store::credentials::{self, CredentialRecord, SEALED_KIND};
+use crate::store::grants::{self as grant_repo, Filter, GrantRecord};
+use crate::store::{AgentId, AppId, CredentialId, GrantId, Store, StoreError, Timestamp};
+use crate::vault::{Aad, Sealed, VaultError};
+
+/// The most connect steps a managed secret's validation may take.
+const MAX_STEPS: usize = 8;
+
+/// Default and largest page size of a grant listing.
+pub const DEFAULT_PAGE: u32 = 50;
+/// The largest page size.
+pub const MAX_PAGE: u32 = 500;
+
+/// Why a grant operation failed. Messages name fields and providers, never secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// No such grant in the caller's app (or not one the caller may use).
+    #[error("no grant {id} is visible to this key")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// The grant was revoked.
+    #[error("grant {id} was revoked")]
+    Revoked {
+        /// The grant id.
+        id: String,
+    },
+    /// The grant needs the user to connect again.
+    #[error("grant {id} needs to be connected again")]
+    ReauthRequired {
+        /// The grant id.
+        id: String,
+    },
+    /// The provider is not loaded.
+    #[error("no provider {id:?} is loaded on this host")]
+    ProviderNotFound {
+        /// The provider id.
+        id: String,
+    },
+    /// The request is malformed: unknown or missing field, wrong auth kind, bad filter.
+    #[error("{0}")]
+    Invalid(String),
+    /// The provider's component refused the secret or its validation failed upstream.
+    #[error("{provider} did not accept the secret: {reason}")]
+    Rejected {
+        /// The provider id.
+        provider: String,
+        /// The provider's reason (never a secret value).
+        reason: String,
+    },
+    /// The component failed (trap, timeout, bad output).
+    #[error("the {provider} component failed: {source}")]
+    Component {
+        /// The provider id.
+        provider: String,
+        /// What failed.
+        source: PluginError,
+    },
+    /// A connect step could not be sent.
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+    /// A live grant with the same principal and account already exists (rotation by id
+    /// would collide).
+    #[error("{0}")]
+    Conflict(String),
+    /// Sealing or opening failed.
+    #[error("the credential could not be sealed or opened")]
+    Vault(#[from] VaultError),
+    /// The database failed.
+    #[error("the database failed")]
+    Store(#[from] StoreError),
+    /// The change was applied but its audit row could not be written.
+    #[error("the change was applied but could not be recorded in the audit log")]
+    AuditUnavailable(#[source] AuditError),
+}
+
+/// Who asks for a grant change, and from where: what its audit row records.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Who and via what (CLI, API, wallet).
+    pub origin: Origin,
+    /// The API key that signed the request, if any.
+    pub key_id: Option<String>,
+    /// The caller name the SDK declared.
+    pub caller: Option<String>,
+    /// The host's request id.
+    pub request_id: Option<String>,
+    /// Why (free text).
+    pub reason: Option<String>,
+}
+
+impl Change {
+    /// A change by the operator on the command line.
+    pub fn cli() -> Self {
+        Self {
+            origin: Origin::cli_operator(operator_login()),
+            key_id: None,
+            caller: None,
+            request_id: None,
+            reason: None,
+        }
+    }
+}
+
+/// The operator's login name for CLI audit rows (`$USER`, else `operator`).
+pub fn operator_login() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "operator".to_owned())
+}
+
+/// What the vault seals for a credential: everything secret the component returned.
+#[derive(Serialize, Deserialize)]
+struct SealedCredential {
+    secrets: Vec<(String, String)>,
+    scopes: Vec<String>,
+    expires_at: Option<u64>,
+}
+
+impl Drop for SealedCredential {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        for (_, v) in &mut self.secrets {
+            v.zeroize();
+        }
+    }
+}
+
+/// Who is asking: the app of the key, and the agent for an agent key.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner {
+    /// The caller's app.
+    pub app_id: AppId,
+    /// The agent, for an agent key: it reaches only grants whose principal is itself.
+    pub agent_id: Option<AgentId>,
+}
+
+impl Owner {
+    /// The app itself (operator, CLI, app key).
+    pub fn app(app_id: AppId) -> Self {
+        Self {
+            app_id,
+            agent_id: None,
+        }
+    }
+
+    fn may_use(&self, grant: &GrantRecord) -> bool {
+        match self.agent_id {
+            None => true,
+            Some(agent) => grant.principal == Principal::Agent(agent.to_string()),
+        }
+    }
+}
+
+/// A validated connection, ready to store.
+struct Connection {
+    plaintext: Zeroizing<Vec<u8>>,
+    metadata: BTreeMap<String, String>,
+    account_label: String,
+    scopes: Vec<String>,
+    expires_at: Option<Timestamp>,
+}
+
+/// The outcome of storing a managed secret.
+#[derive(Debug)]
+pub struct Stored {
+    /// The grant as now stored.
+    pub grant: Grant,
+    /// Whether an existing grant's secret was replaced.
+    pub rotated: bool,
+}
+
+/// The outcome of a revocation.
+#[derive(Debug)]
+pub struct RevokeOutcome {
+    /// The grant as now stored.
+    pub grant: Grant,
+    /// Whether this call revoked it (`false`: it already was).
+    pub now: bool,
+    /// The upstream revocation's result, when the provider has one: `Some(true)` if the
+    /// provider confirmed it.
+    pub upstream: Option<bool>,
+}
+
+/// A grant resolved for a call: the grant, its provider's component and the opened
+/// credential. `Debug` never shows the credential.
+pub struct Resolved {
+    /// The grant.
+    pub grant: GrantRecord,
+    /// The provider's component.
+    pub plugin: Arc<Plugin>,
+    /// The opened credential (secrets in memory for the length of the call).
+    pub credential: Credential,
+    /// Values `{param}` host templates are filled from (credential metadata).
+    pub params: Vec<(String, String)>,
+    /// When the credential expires.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("grant", &self.grant.id)
+            .field("provider", &self.grant.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Resolved {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        for (_, v) in &mut self.credential.secrets {
+            v.zeroize();
+        }
+    }
+}
+
+/// The grant service.
+#[derive(Clone, Debug)]
+pub struct Grants {
+    store: Store,
+    ring: LiveRing,
+    registry: Arc<Registry>,
+    egress: Egress,
+    audit: AuditLog,
+}
+
+impl Grants {
+    /// A service over the store, key ring, providers, egress client and audit log.
+    pub fn new(
+        store: Store,
+        ring: LiveRing,
+        registry: Arc<Registry>,
+        egress: Egress,
+        audit: AuditLog,
+    ) -> Self {
+        Self {
+            store,
+            ring,
+            registry,
+            egress,
+            audit,
+        }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    async fn record(
+        &self,
+        change: &Change,
+        app_id: AppId,
+        action: Action,
+        grant: &Grant,
+        mut detail: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), GrantError> {
+        detail.insert("via".into(), change.origin.via.as_str().into());
+        detail.insert("kind".into(), grant.kind.as_str().into());
+        detail.insert("account_label".into(), grant.account_label.clone().into());
+        self.audit
+            .record(AuditEntry {
+                app_id: Some(app_id),
+                key_id: change.key_id.clone(),
+                caller: change.caller.clone(),
+                provider: Some(grant.provider.clone()),
+                grant_id: Some(grant.id.clone()),
+                principal: Some(grant.principal.to_string()),
+                reason: change.reason.clone(),
+                request_id: change.request_id.clone(),
+                detail: serde_json::Value::Object(detail),
+                ..AuditEntry::new(action, change.origin.actor.clone(), Outcome::Ok)
+            })
+            .await
+            .map(|_| ())
+            .map_err(GrantError::AuditUnavailable)
+    }
+
+    /// The provider registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The egress client.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
+    }
+
+    fn plugin(&self, id: &str) -> Result<Arc<Plugin>, GrantError> {
+        self.registry
+            .get(id)
+            .ok_or_else(|| GrantError::ProviderNotFound { id: id.to_owned() })
+    }
+
+    /// Stores (or rotates) a managed secret for `owner`'s app: checks the fields against the
+    /// provider's declaration, runs the provider's validation, seals the credential and
+    /// creates or updates the grant.
+    pub async fn set_managed_secret(
+        &self,
+        owner: Owner,
+        change: &Change,
+        request: ManagedSecretRequest,
+    ) -> Result<Stored, GrantError> {
+        let plugin = self.plugin(&request.provider)?;
+        let info = plugin.info().clone();
+        if info.auth_kind != AuthKind::ManagedSecret {
+            return Err(GrantError::Invalid(format!(
+                "{} is connected through OAuth, not with a managed secret",
+                info.id
+            )));
+        }
+        let principal = request.principal.clone().unwrap_or(Principal::System);
+        if let Some(agent) = owner.agent_id
+            && principal != Principal::Agent(agent.to_string())
+        {
+            return Err(GrantError::Invalid(
+                "an agent key may only store secrets for its own agent principal".into(),
+            ));
+        }
+        check_fields(&info, &request)?;
+        let connection_params: Vec<(String, String)> = request
+            .connection_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let connected = self
+            .run_connect(&plugin, &info, &request, &connection_params)
+            .await?;
+        let mut metadata: BTreeMap<String, String> =
+            request.connection_params.clone().into_iter().collect();
+        metadata.extend(connected.credential.metadata.iter().cloned());
+        let payload = SealedCredential {
+            secrets: connected.credential.secrets.clone(),
+            scopes: connected.credential.scopes.clone(),
+            expires_at: connected.credential.expires_at,
+        };
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(&payload)
+                .map_err(|_| GrantError::Invalid("the credential could not be encoded".into()))?,
+        );
+        let account_label = connected.account_label.clone();
+        let scopes = connected.credential.scopes.clone();
+        let expires_at = connected
+            .credential
+            .expires_at
+            .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
+            .map(Timestamp::from_unix_millis);
+
+        let (grant_id, rotated) = self
+            .store_connected(
+                owner,
+                &info,
+                &request,
+                principal,
+                Connection {
+                    plaintext,
+                    metadata,
+                    account_label,
+                    scopes,
+                    expires_at,
+                },
+            )
+            .await?;
+        let grant = self.get(owner, &grant_id.to_string()).await?;
+        let action = if rotated {
+            Action::GrantRotate
+        } else {
+            Action::GrantCreate
+        };
+        let fields: Vec<&String> = request.fields.keys().collect();
+        let mut detail = serde_json::Map::new();
+        detail.insert("fields".into(), serde_json::json!(fields));
+        self.record(change, owner.app_id, action, &grant, detail)
+            .await?;
+        Ok(Stored { grant, rotated })
+    }
+
+    /// Stores a validated connection: rotates the matching live grant's credential, or
+    /// creates a credential and a grant. One transaction.
+    async fn store_connected(
+        &self,
+        owner: Owner,
+        info: &ProviderInfo,
+        request: &ManagedSecretRequest,
+        principal: Principal,
+        c: Connection,
+    ) -> Result<(GrantId, bool), GrantError> {
+        let Connection {
+            plaintext,
+            metadata,
+            account_label,
+            scopes,
+            expires_at,
+        } = c;
+        let now = Timestamp::now();
+        let mut tx = self.store.begin().await?;
+        let existing = match &request.grant_id {
+            Some(id) => {
+                let gid = parse_grant_id(id)?;
+                let g = grant_repo::get(&mut tx, owner.app_id, gid, true)
+                    .await?
+                    .filter(|g| owner.may_use(g))
+                    .ok_or_else(|| GrantError::NotFound { id: id.clone() })?;
+                if g.revoked_at.is_some() {
+                    return Err(GrantError::Revoked { id: id.clone() });
+                }
+                if g.provider != info.id || g.kind != GrantKind::ManagedSecret {
+                    return Err(GrantError::Invalid(format!(
+                        "grant {id} is not a {} managed secret",
+                        info.id
+                    )));
+                }
+                Some(g)
+            }
+            None => {
+                grant_repo::find_live(&mut tx, owner.app_id, &info.id, &principal, &account_label)
+                    .await?
+            }
+        };
+        let (grant_id, rotated) = if let Some(g) = existing {
+            let current = credentials::get(&mut tx, owner.app_id, g.credential_id, true)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "grants",
+                    detail: format!("grant {} names a missing credential", g.id),
+                })?;
+            let sealed = self.seal(g.credential_id, owner.app_id, &plaintext)?;
+            let record = CredentialRecord {
+                sealed: sealed.to_bytes(),
+                key_version: sealed.key_version(),
+                metadata,
+                expires_at,
+                ..current.clone()
+            };
+            credentials::replace(&mut tx, &record, current.revision, now).await?;
+            grant_repo::update_connected(&mut tx, owner.app_id, g.id, &account_label, &scopes, now)
+                .await
+                .map_err(conflict)?;
+            (g.id, true)
+        } else {
+            let credential_id = CredentialId::new();
+            let sealed = self.seal(credential_id, owner.app_id, &plaintext)?;
+            credentials::insert(
+                &mut tx,
+                &CredentialRecord {
+                    id: credential_id,
+                    app_id: owner.app_id,
+                    provider: info.id.clone(),
+                    sealed: sealed.to_bytes(),
+                    key_version: sealed.key_version(),
+                    metadata,
+                    expires_at,
+                    revision: 1,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .await?;
+            let grant = GrantRecord {
+                id: GrantId::new(),
+                app_id: owner.app_id,
+                provider: info.id.clone(),
+                principal,
+                credential_id,
+                kind: GrantKind::ManagedSecret,
+                account_label,
+                scopes,
+                status: GrantStatus::Active,
+                created_at: now,
+                updated_at: now,
+                last_used_at: None,
+                revoked_at: None,
+            };
+            grant_repo::insert(&mut tx, &grant)
+                .await
+                .map_err(conflict)?;
+            (grant.id, false)
+        };
+        tx.commit().await?;
+        Ok((grant_id, rotated))
+    }
+
+    async fn run_connect(
+        &self,
+        plugin: &Arc<Plugin>,
+        info: &ProviderInfo,
+        request: &ManagedSecretRequest,
+        connection_params: &[(String, String)],
+    ) -> Result<crate::plugin::types::Connected, GrantError> {
+        let mut entropy = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut entropy);
+        let ctx = Context {
+            client_id: String::new(),
+            client_secret: None,
+            redirect_uri: String::new(),
+            scopes: info.default_scopes.clone(),
+            connection_params: connection_params.to_vec(),
+            secret_fields: request
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            extra_params: Vec::new(),
+            state: uuid::Uuid::new_v4().simple().to_string(),
+            entropy,
+            now: unix_seconds(),
+        };
+        let component = |source| GrantError::Component {
+            provider: info.id.clone(),
+            source,
+        };
+        let mut step = plugin
+            .begin_connect_async(ctx.clone())
+            .await
+            .map_err(component)?;
+        for _ in 0..MAX_STEPS {
+            match step {
+                Step::Done(connected) => return Ok(connected),
+                Step::Fail(e) => {
+                    return Err(GrantError::Rejected {
+                        provider: info.id.clone(),
+                        reason: provider_error_text(&e),
+                    });
+                }
+                Step::Redirect(_) => {
+                    return Err(GrantError::Invalid(format!(
+                        "{} wants a browser redirect; managed secrets cannot do that",
+                        info.id
+                    )));
+                }
+                Step::Send(outgoing) => {
+                    let response = self
+                        .egress
+                        .exchange(&outgoing.request, &info.allowed_hosts, connection_params)
+                        .await?;
+                    step = plugin
+                        .resume_async(ctx.clone(), outgoing.state, Input::HttpResponse(response))
+                        .await
+                        .map_err(component)?;
+                }
+            }
+        }
+        Err(GrantError::Rejected {
+            provider: info.id.clone(),
+            reason: format!("the validation took more than {MAX_STEPS} steps"),
+        })
+    }
+
+    fn seal(
+        &self,
+        id: CredentialId,
+        app_id: AppId,
+        plaintext: &[u8],
+    ) -> Result<Sealed, GrantError> {
+        let (id, app) = (id.to_string(), app_id.to_string());
+        Ok(self.ring.seal(&credential_aad(&id, &app), plaintext)?)
+    }
+
+    /// Grant `id` of the owner's app, as the API shows it.
+    pub async fn get(&self, owner: Owner, id: &str) -> Result<Grant, GrantError> {
+        let gid = parse_grant_id(id)?;
+        let g = grant_repo::get(&self.store, owner.app_id, gid, false)
+            .await?
+            .filter(|g| owner.may_use(g))
+            .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+        self.view(g).await
+    }
+
+    async fn view(&self, g: GrantRecord) -> Result<Grant, GrantError> {
+        let c = credentials::get(&self.store, g.app_id, g.credential_id, false).await?;
+        Ok(to_wire(g, c.as_ref()))
+    }
+
+    /// A page of the owner's grants.
+    pub async fn list(
+        &self,
+        owner: Owner,
+        mut filter: Filter,
+        limit: Option<u32>,
+    ) -> Result<GrantPage, GrantError> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        if let Some(agent) = owner.agent_id {
+            let own = Principal::Agent(agent.to_string());
+            if filter.principal.as_ref().is_some_and(|p| *p != own) {
+                return Ok(GrantPage {
+                    items: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            filter.principal = Some(own);
+        }
+        let mut rows = grant_repo::list(&self.store, owner.app_id, &filter, limit + 1).await?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|g| g.id.to_string())
+        } else {
+            None
+        };
+        let mut items = Vec::with_capacity(rows.len());
+        for g in rows {
+            items.push(self.view(g).await?);
+        }
+        Ok(GrantPage { items, next_cursor })
+    }
+
+    /// Revokes grant `id`: marks it revoked, deletes its secret material (unless another
+    /// live grant shares the credential), then asks the provider to revoke upstream where it
+    /// supports that.
+    pub async fn revoke(
+        &self,
+        owner: Owner,
+        change: &Change,
+        id: &str,
+    ) -> Result<RevokeOutcome, GrantError> {
+        let gid = parse_grant_id(id)?;
+        let now = Timestamp::now();
+        let mut tx = self.store.begin().await?;
+        let g = grant_repo::get(&mut tx, owner.app_id, gid, true)
+            .await?
+            .filter(|g| owner.may_use(g))
+            .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+        if g.revoked_at.is_some() {
+            drop(tx);
+            let grant = self.view(g).await?;
+            return Ok(RevokeOutcome {
+                grant,
+                now: false,
+                upstream: None,
+            });
+        }
+        // Open the credential before its material is deleted, for the upstream revocation.
+        let plugin = self.registry.get(&g.provider);
+        let upstream_material = match &plugin {
+            Some(p) if p.info().supports_revoke => {
+                match credentials::get(&mut tx, owner.app_id, g.credential_id, true).await? {
+                    Some(c) if !c.is_wiped() => Some(self.open(&c).await?),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        grant_repo::revoke(&mut tx, owner.app_id, gid, now).await?;
+        credentials::wipe_if_unused(&mut tx, owner.app_id, g.credential_id, now).await?;
+        tx.commit().await?;
+        let upstream = match (plugin, upstream_material) {
+            (Some(p), Some(credential)) => Some(self.revoke_upstream(&p, credential).await),
+            _ => None,
+        };
+        let grant = self.get(owner, id).await?;
+        let mut detail = serde_json::Map::new();
+        detail.insert("upstream_revoked".into(), serde_json::json!(upstream));
+        self.record(change, owner.app_id, Action::GrantRevoke, &grant, detail)
+            .await?;
+        Ok(RevokeOutcome {
+            grant,
+            now: true,
+            upstream,
+        })
+    }
+
+    async fn revoke_upstream(&self, plugin: &Arc<Plugin>, credential: Credential) -> bool {
+        let info = plugin.info();
+        let params = credential.metadata.clone();
+        let ctx = Context {
+            client_id: String::new(),
+            client_secret: None,
+            redirect_uri: String::new(),
+            scopes: Vec::new(),
+            connection_params: params.clone(),
+            secret_fields: Vec::new(),
+            extra_params: Vec::new(),
+            state: String::new(),
+            entropy: vec![0; 32],
+            now: unix_seconds(),
+        };
+        match plugin.revoke_async(ctx, credential).await {
+            Ok(Some(request)) => match self
+                .egress
+                .exchange(&request, &info.allowed_hosts, &params)
+                .await
+            {
+                Ok(r) => (200..300).contains(&r.status),
+                Err(e) => {
+                    tracing::warn!(provider = %info.id, error = %e, "upstream revocation failed");
+                    false
+                }
+            },
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(provider = %info.id, error = %e, "upstream revocation failed");
+                false
+            }
+        }
+    }
+
+    async fn open(&self, c: &CredentialRecord) -> Result<Credential, GrantError> {
+        let (id, app) = (c.id.to_string(), c.app_id.to_string());
+        let sealed = Sealed::from_bytes(&c.sealed)?;
+        let plain = self.ring.open(&credential_aad(&id, &app), &sealed).await?;
+        let payload: SealedCredential =
+            serde_json::from_slice(plain.expose()).map_err(|_| StoreError::Corrupt {
+                table: "credentials",
+                detail: format!("credential {id} does not decode"),
+            })?;
+        Ok(Credential {
+            secrets: payload.secrets.clone(),
+            metadata: c
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            scopes: payload.scopes.clone(),
+            expires_at: payload.expires_at,
+        })
+    }
+
+    /// Resolves grant `id` for a call by `owner`: it must exist in the owner's app, be
+    /// usable by the owner, and be active; its credential is opened.
+    pub async fn resolve(&self, owner: Owner, id: &str) -> Result<Resolved, GrantError> {
+        let gid = parse_grant_id(id)?;
+        let grant = grant_repo::get(&self.store, owner.app_id, gid, false)
+            .await?
+            .filter(|g| owner.may_use(g))
+            .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+        match grant.status {
+            GrantStatus::Revoked => return Err(GrantError::Revoked { id: id.to_owned() }),
+            GrantStatus::ReauthRequired => {
+                return Err(GrantError::ReauthRequired { id: id.to_owned() });
+            }
+            GrantStatus::Active => {}
+        }
+        let plugin = self.plugin(&grant.provider)?;
+        let record = credentials::get(&self.store, owner.app_id, grant.credential_id, false)
+            .await?
+            .filter(|c| !c.is_wiped())
+            .ok_or_else(|| GrantError::Revoked { id: id.to_owned() })?;
+        let credential = self.open(&record).await?;
+        let params = credential.metadata.clone();
+        Ok(Resolved {
+            grant,
+            plugin,
+            credential,
+            params,
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// Records that grant `id` was used (informational; failures are logged only).
+    pub async fn touch(&self, id: GrantId) {
+        if let Err(e) = grant_repo::touch_last_used(&self.store, id, Timestamp::now()).await {
+            tracing::warn!(grant = %id, error = %e, "cannot record grant use");
+        }
+    }
+}
+
+/// The associated data a credential is sealed with.
+pub fn credential_aad<'a>(id: &'a str, app: &'a str) -> Aad<'a> {
+    Aad {
+        record_id: id,
+        app_id: app,
+        kind: SEALED_KIND,
+    }
+}
+
+fn conflict(e: StoreError) -> GrantError {
+    match e {
+        StoreError::Conflict { what } => GrantError::Conflict(format!("{what} already exists")),
+        e => e.into(),
+    }
+}
+
+fn parse_grant_id(id: &str) -> Result<GrantId, GrantError> {
+    id.parse()
+        .map_err(|_| GrantError::NotFound { id: id.to_owned() })
+}
+
+/// Checks the request's fields and parameters against the provider's declaration.
+fn check_fields(info: &ProviderInfo, request: &ManagedSecretRequest) -> Result<(), GrantError> {
+    let check = |what: &str,
+                 declared: &[crate::plugin::types::Field],
+                 given: &BTreeMap<String, String>|
+     -> Result<(), GrantError> {
+        let names = || {
+            declared
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for name in given.keys() {
+            if !declared.iter().any(|f| &f.name == name) {
+                return Err(GrantError::Invalid(format!(
+                    "{} declares no {what} {name:?}; it takes: {}",
+                    info.id,
+                    if declared.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names()
+                    }
+                )));
+            }
+        }
+        for f in declared.iter().filter(|f| !f.optional) {
+            if given.get(&f.name).is_none_or(|v| v.trim().is_empty()) {
+                return Err(GrantError::Invalid(format!(
+                    "{} needs the {what} {:?} ({})",
+                    info.id, f.name, f.label
+                )));
+            }
+        }
+        Ok(())
+    };
+    check("secret field", &info.secret_fields, &request.fields)?;
+    check(
+        "connection parameter",
+        &info.connection_params,
+        &request.connection_params,
+    )
+}
+
+fn to_wire(g: GrantRecord, c: Option<&CredentialRecord>) -> Grant {
+    Grant {
+        id: g.id.to_string(),
+        provider: g.provider,
+        kind: g.kind,
+        principal: g.principal,
+        account_label: g.account_label,
+        scopes: g.scopes,
+        status: g.status,
+        metadata: c.map(|c| c.metadata.clone()).unwrap_or_default(),
+        expires_at: c.and_then(|c| c.expires_at).map(Timestamp::to_rfc3339),
+        created_at: g.created_at.to_rfc3339(),
+        updated_at: g.updated_at.to_rfc3339(),
+        last_used_at: g.last_used_at.map(Timestamp::to_rfc3339),
+        revoked_at: g.revoked_at.map(Timestamp::to_rfc3339),
+    }
+}
+
+/// A provider error as text for people: its kind and message (components are told never to
+/// put secret values there).
+pub fn provider_error_text(e: &ProviderError) -> String {
+    match e {
+        ProviderError::ReauthorizeRequired(m) => format!("reauthorization required: {m}"),
+        ProviderError::AccessDenied(m) => format!("access denied: {m}"),
+        ProviderError::InvalidInput(m) => format!("invalid input: {m}"),
+        ProviderError::HostNotAllowed(m) => format!("host not allowed: {m}"),
+        ProviderError::Upstream(u) => format!(
+            "the provider answered {} ({}): {}",
+            u.status, u.code, u.description
+        ),
+        ProviderError::MalformedResponse(m) => format!("malformed provider response: {m}"),
+        ProviderError::Unsupported(m) => format!("unsupported: {m}"),
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_seconds() -> u64 {
+    u64::try_from(Timestamp::now().unix_millis() / 1000).unwrap_or(0)
+}

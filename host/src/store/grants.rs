@@ -1,0 +1,348 @@
+//! The `grants` table: a principal of an app may call one provider with one credential.
+//!
+//! Every function takes the app id and filters on it: a grant of another app is simply not
+//! found, which is how the API answers `404` rather than `403` across apps (isolation).
+//! Revoked grants stay as history (`revoked_at` set); at most one live grant exists per app,
+//! provider, principal and upstream account (a partial unique index).
+
+use tessera_proto::grants::{GrantKind, GrantStatus, Principal};
+
+use super::{AppId, CredentialId, Db, GrantId, StoreError, Timestamp, on_conn};
+
+const TABLE: &str = "grants";
+
+const COLUMNS: &str = "id, app_id, provider, principal_kind, principal_value, credential_id, \
+                       kind, account_label, scopes, status, created_at, updated_at, \
+                       last_used_at, revoked_at";
+
+/// One stored grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Its id.
+    pub id: GrantId,
+    /// The app that owns it.
+    pub app_id: AppId,
+    /// The provider it reaches.
+    pub provider: String,
+    /// Whom it belongs to.
+    pub principal: Principal,
+    /// The credential it uses.
+    pub credential_id: CredentialId,
+    /// OAuth or managed secret.
+    pub kind: GrantKind,
+    /// Which upstream account.
+    pub account_label: String,
+    /// Provider scopes held.
+    pub scopes: Vec<String>,
+    /// Where it stands.
+    pub status: GrantStatus,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// When it was last used in a call.
+    pub last_used_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn from_row(row: Row) -> Result<GrantRecord, StoreError> {
+    let (
+        id,
+        app_id,
+        provider,
+        principal_kind,
+        principal_value,
+        credential_id,
+        kind,
+        account_label,
+        scopes,
+        status,
+        created,
+        updated,
+        used,
+        revoked,
+    ) = row;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        table: TABLE,
+        detail,
+    };
+    let principal = Principal::from_parts(&principal_kind, &principal_value)
+        .map_err(|_| corrupt(format!("grant {id} has a malformed principal")))?;
+    let kind = match kind.as_str() {
+        "oauth" => GrantKind::Oauth,
+        "managed_secret" => GrantKind::ManagedSecret,
+        other => return Err(corrupt(format!("grant {id} has kind {other:?}"))),
+    };
+    let status = parse_status(&status)
+        .ok_or_else(|| corrupt(format!("grant {id} has status {status:?}")))?;
+    Ok(GrantRecord {
+        id: GrantId::from_column(TABLE, &id)?,
+        app_id: AppId::from_column(TABLE, &app_id)?,
+        provider,
+        principal,
+        credential_id: CredentialId::from_column(TABLE, &credential_id)?,
+        kind,
+        account_label,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        status,
+        created_at: Timestamp::from_unix_millis(created),
+        updated_at: Timestamp::from_unix_millis(updated),
+        last_used_at: used.map(Timestamp::from_unix_millis),
+        revoked_at: revoked.map(Timestamp::from_unix_millis),
+    })
+}
+
+/// Parses a stored or requested status name.
+pub fn parse_status(s: &str) -> Option<GrantStatus> {
+    match s {
+        "active" => Some(GrantStatus::Active),
+        "reauth_required" => Some(GrantStatus::ReauthRequired),
+        "revoked" => Some(GrantStatus::Revoked),
+        _ => None,
+    }
+}
+
+/// Parses a grant kind name.
+pub fn parse_kind(s: &str) -> Option<GrantKind> {
+    match s {
+        "oauth" => Some(GrantKind::Oauth),
+        "managed_secret" => Some(GrantKind::ManagedSecret),
+        _ => None,
+    }
+}
+
+/// Stores a new grant. A live grant of the same app, provider, principal and account is a
+/// [`StoreError::Conflict`].
+pub async fn insert(db: impl Into<Db<'_>>, g: &GrantRecord) -> Result<(), StoreError> {
+    on_conn!(db, |conn| {
+        sqlx::query(&format!(
+            "INSERT INTO grants ({COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(g.id.to_string())
+        .bind(g.app_id.to_string())
+        .bind(&g.provider)
+        .bind(g.principal.kind())
+        .bind(g.principal.value())
+        .bind(g.credential_id.to_string())
+        .bind(g.kind.as_str())
+        .bind(&g.account_label)
+        .bind(g.scopes.join(" "))
+        .bind(g.status.as_str())
+        .bind(g.created_at.unix_millis())
+        .bind(g.updated_at.unix_millis())
+        .bind(g.last_used_at.map(Timestamp::unix_millis))
+        .bind(g.revoked_at.map(Timestamp::unix_millis))
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::conflict_on_unique(|| {
+            format!(
+                "a live {} grant for {} with account {:?}",
+                g.provider, g.principal, g.account_label
+            )
+        }))?;
+        Ok(())
+    })
+}
+
+/// The grant `id` of app `app_id`, revoked or not. With `lock`, the row is locked until the
+/// transaction ends (PostgreSQL; SQLite's write transaction already excludes writers).
+pub async fn get(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: GrantId,
+    lock: bool,
+) -> Result<Option<GrantRecord>, StoreError> {
+    on_conn!(db, |conn, dialect| {
+        let suffix = if lock { dialect.for_update } else { "" };
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM grants WHERE id = $1 AND app_id = $2{suffix}"
+        ))
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(from_row).transpose()
+    })
+}
+
+/// The live (not revoked) grant of this app, provider, principal and account, if any.
+pub async fn find_live(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    provider: &str,
+    principal: &Principal,
+    account_label: &str,
+) -> Result<Option<GrantRecord>, StoreError> {
+    on_conn!(db, |conn, dialect| {
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM grants WHERE app_id = $1 AND provider = $2 \
+             AND principal_kind = $3 AND principal_value = $4 AND account_label = $5 \
+             AND revoked_at IS NULL{}",
+            dialect.for_update
+        ))
+        .bind(app_id.to_string())
+        .bind(provider)
+        .bind(principal.kind())
+        .bind(principal.value())
+        .bind(account_label)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(from_row).transpose()
+    })
+}
+
+/// What [`list`] returns: filters are optional and combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this provider.
+    pub provider: Option<String>,
+    /// Only this principal.
+    pub principal: Option<Principal>,
+    /// Only this status.
+    pub status: Option<GrantStatus>,
+    /// Only this kind.
+    pub kind: Option<GrantKind>,
+    /// Only grants with an id below this one (the previous page's last id).
+    pub before: Option<GrantId>,
+}
+
+/// Up to `limit` grants of app `app_id` matching `filter`, newest first (ids are UUID v7,
+/// so id order is creation order).
+pub async fn list(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    filter: &Filter,
+    limit: u32,
+) -> Result<Vec<GrantRecord>, StoreError> {
+    on_conn!(db, |conn| {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM grants WHERE app_id = $1 \
+             AND ($2 IS NULL OR provider = $2) \
+             AND ($3 IS NULL OR principal_kind = $3) \
+             AND ($4 IS NULL OR principal_value = $4) \
+             AND ($5 IS NULL OR status = $5) \
+             AND ($6 IS NULL OR kind = $6) \
+             AND ($7 IS NULL OR id < $7) \
+             ORDER BY id DESC LIMIT $8"
+        ))
+        .bind(app_id.to_string())
+        .bind(filter.provider.clone())
+        .bind(filter.principal.as_ref().map(Principal::kind))
+        .bind(filter.principal.as_ref().map(Principal::value))
+        .bind(filter.status.map(GrantStatus::as_str))
+        .bind(filter.kind.map(GrantKind::as_str))
+        .bind(filter.before.map(|id| id.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter().map(from_row).collect()
+    })
+}
+
+/// Marks grant `id` revoked at `now`; returns whether this call revoked it (`false`: it was
+/// already revoked, or does not exist in this app).
+pub async fn revoke(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: GrantId,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    on_conn!(db, |conn| {
+        let done = sqlx::query(
+            "UPDATE grants SET status = 'revoked', revoked_at = $1, updated_at = $1 \
+             WHERE id = $2 AND app_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now.unix_millis())
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    })
+}
+
+/// Records a rotation or reconnection: new account label and scopes, status back to active.
+pub async fn update_connected(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: GrantId,
+    account_label: &str,
+    scopes: &[String],
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    on_conn!(db, |conn| {
+        let done = sqlx::query(
+            "UPDATE grants SET account_label = $1, scopes = $2, status = 'active', updated_at = $3 \
+             WHERE id = $4 AND app_id = $5 AND revoked_at IS NULL",
+        )
+        .bind(account_label)
+        .bind(scopes.join(" "))
+        .bind(now.unix_millis())
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::conflict_on_unique(|| {
+            format!("another live grant with account {account_label:?}")
+        }))?;
+        Ok(done.rows_affected() == 1)
+    })
+}
+
+/// Sets a live grant's status (e.g. `reauth_required`).
+pub async fn set_status(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: GrantId,
+    status: GrantStatus,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    on_conn!(db, |conn| {
+        let done = sqlx::query(
+            "UPDATE grants SET status = $1, updated_at = $2 \
+             WHERE id = $3 AND app_id = $4 AND revoked_at IS NULL",
+        )
+        .bind(status.as_str())
+        .bind(now.unix_millis())
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    })
+}
+
+/// Records that grant `id` was just used (informational; last writer wins).
+pub async fn touch_last_used(
+    db: impl Into<Db<'_>>,
+    id: GrantId,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    on_conn!(db, |conn| {
+        sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
+            .bind(now.unix_millis())
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,168 @@
+//! The two call modes on the wire: `POST /v1/retrieve` (the SDK sends the request itself with
+//! auth material the host computed) and `POST /v1/proxy` (the host sends it), plus the
+//! headers an SDK and the host exchange around them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Request header an SDK sets to narrow its key's Tessera scopes for one request
+/// (`with_constraints`): space- or comma-separated scope names. The host uses the
+/// intersection with the key's scopes; it can only narrow. Covered by the request signature
+/// whenever it is sent (`docs/SIGNING.md` §2), so nobody on the way can strip it.
+pub const CONSTRAINTS_HEADER: &str = "tessera-constraints";
+
+/// Request header naming the caller for attribution (`App::caller("email-bot")`). It is
+/// recorded in the audit log; it is not an access boundary.
+pub const CALLER_HEADER: &str = "tessera-caller";
+
+/// Response header the host sets on a proxied response that came from the provider, so an
+/// SDK can tell a provider's `404` from the host's own. Its value is the provider id.
+pub const UPSTREAM_HEADER: &str = "tessera-upstream";
+
+/// Response header carrying the host's id for the call, also in the audit row.
+pub const REQUEST_ID_HEADER: &str = "tessera-request-id";
+
+/// Which grant a call uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrantSelector {
+    /// The grant, by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+}
+
+/// What a caller says about why it makes a call, kept in the audit row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CallNote {
+    /// Free text: why this call is made ("sync invoices for customer 42").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Free-form string attributes (ticket id, run id, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, String>,
+}
+
+/// `POST /v1/retrieve`: the request the SDK is about to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetrieveRequest {
+    /// Which grant.
+    #[serde(flatten)]
+    pub grant: GrantSelector,
+    /// HTTP method, upper case.
+    pub method: String,
+    /// The full `https` URL, with any query.
+    pub url: String,
+    /// The headers the SDK will send, in order (names as given).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = header_pairs))]
+    pub headers: Vec<(String, String)>,
+    /// `hex(SHA-256(body))` of the body the SDK will send (the empty body's when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
+    /// The body itself, base64, for providers whose signature covers it (AWS `SigV4`). When
+    /// given, it must hash to `body_sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// Reason and context for the audit log.
+    #[serde(flatten)]
+    pub note: CallNote,
+}
+
+/// The answer of `POST /v1/retrieve`: what to change on the described request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetrieveResponse {
+    /// The grant used.
+    pub grant_id: String,
+    /// The provider.
+    pub provider: String,
+    /// The URL to send to: the described one, with any query parameters the provider adds.
+    pub url: String,
+    /// Headers to set, replacing any of the same name (case-insensitive).
+    #[cfg_attr(feature = "openapi", schema(schema_with = header_pairs))]
+    pub set_headers: Vec<(String, String)>,
+    /// When the material stops working (RFC 3339), if the credential expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// The host's id for this call (also in the audit log).
+    pub request_id: String,
+}
+
+/// `POST /v1/proxy`: the request the host should send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProxyRequest {
+    /// Which grant.
+    #[serde(flatten)]
+    pub grant: GrantSelector,
+    /// HTTP method, upper case.
+    pub method: String,
+    /// The full `https` URL, with any query.
+    pub url: String,
+    /// Headers to send (the host adds the provider's auth and drops hop-by-hop ones).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = header_pairs))]
+    pub headers: Vec<(String, String)>,
+    /// The body, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// Reason and context for the audit log.
+    #[serde(flatten)]
+    pub note: CallNote,
+}
+
+/// The schema of a header list on the wire: an array of `[name, value]` pairs, each exactly
+/// two strings (`Vec<(String, String)>` serialises as arrays, not objects, so that order and
+/// repeated names survive).
+#[cfg(feature = "openapi")]
+fn header_pairs() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Type};
+    let text = |what: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(what))
+    };
+    let pair = ArrayBuilder::new()
+        .prefix_items([text("Header name"), text("Header value")])
+        .items(ArrayItems::False)
+        .min_items(Some(2))
+        .max_items(Some(2));
+    ArrayBuilder::new()
+        .items(pair)
+        .examples([serde_json::json!([["content-type", "application/json"]])])
+        .build()
+}
+
+/// Every stable `code` a host problem document may carry for a call, so that SDKs can map
+/// them to typed errors. Signature codes are listed in `docs/SIGNING.md`.
+pub mod codes {
+    /// No grant with this id is visible to the caller.
+    pub const GRANT_NOT_FOUND: &str = "grant_not_found";
+    /// The grant was revoked.
+    pub const GRANT_REVOKED: &str = "grant_revoked";
+    /// The grant needs the user to connect again.
+    pub const GRANT_REAUTH_REQUIRED: &str = "grant_reauth_required";
+    /// The call named no grant.
+    pub const GRANT_REQUIRED: &str = "grant_required";
+    /// The URL's host is outside the provider's declared hosts.
+    pub const HOST_NOT_ALLOWED: &str = "host_not_allowed";
+    /// The provider could not be reached (connection, TLS, timeout).
+    pub const PROVIDER_UNREACHABLE: &str = "provider_unreachable";
+    /// The provider's component failed (trap, timeout, malformed output).
+    pub const COMPONENT_FAILED: &str = "component_failed";
+    /// The provider's component refused the request or the input.
+    pub const PROVIDER_REJECTED: &str = "provider_rejected";
+    /// The provider is not loaded on this host.
+    pub const PROVIDER_NOT_FOUND: &str = "provider_not_found";
+    /// The request is malformed (bad URL, method, header, base64, digest).
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The provider's response exceeded the host's size limit.
+    pub const RESPONSE_TOO_LARGE: &str = "response_too_large";
+    /// The audit row could not be written, so the call was refused.
+    pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
+    /// The key lacks Tessera scopes.
+    pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
+}

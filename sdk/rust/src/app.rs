@@ -1,0 +1,508 @@
+//! [`App`]: one API key and one host. Builds the host's endpoint URLs, signs and sends every
+//! request to the host, and reads its answers (JSON or problem documents).
+//!
+//! Must never: keep the API key string, send a request to the host unsigned, follow a
+//! redirect from the host (the signature covers the exact URL), or print the signing key.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, StatusCode, Url, redirect};
+use serde::de::DeserializeOwned;
+use tessera_proto::calls::{CALLER_HEADER, CONSTRAINTS_HEADER};
+use tessera_proto::grants::{Grant, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest};
+use tessera_proto::providers::ProviderSummary;
+use tessera_proto::scopes::Scope;
+use tessera_proto::signing::{
+    CONTENT_DIGEST_HEADER, OPTIONAL_COVERED_HEADERS, SIGNATURE_HEADER, SIGNATURE_INPUT_HEADER,
+};
+use tessera_proto::whoami::Whoami;
+
+use crate::Error;
+use crate::calls::{CallBuilder, Proxy, Retrieve};
+use crate::queries::{AuditQuery, GrantQuery};
+use crate::signer::Signer;
+
+/// The attribution headers the request signature covers when they are sent, in this order,
+/// after the mandatory `"@method" "@target-uri" "content-digest"`. The host refuses a
+/// request that sends one of them uncovered, so nobody on the way can add, change or strip
+/// a constraint or the caller name.
+const SIGNED_ATTRIBUTION_HEADERS: &[&str] = &OPTIONAL_COVERED_HEADERS;
+
+/// The longest caller name sent, in characters (the host keeps no more).
+const MAX_CALLER_LEN: usize = 128;
+
+/// How long to wait for a TCP/TLS connection to the host or a provider.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many same-origin redirects a retrieve-mode call follows.
+const MAX_UPSTREAM_REDIRECTS: usize = 10;
+
+/// A Tessera client: one API key (app or agent) talking to one host.
+///
+/// Cheap to clone (the key and HTTP clients are shared). [`App::caller`] and
+/// [`App::with_constraints`] give variants that share the same key.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+    host: reqwest::Client,
+    upstream: reqwest::Client,
+    caller: Option<Arc<str>>,
+    constraints: Option<Arc<[Scope]>>,
+}
+
+struct Inner {
+    signer: Signer,
+    base: Url,
+}
+
+impl App {
+    /// A client for the host at `host_url` (its public origin, e.g.
+    /// `https://tessera.example.com`, optionally with a path prefix) using `api_key`
+    /// (`tsr_app_…` or `tsr_agent_…`). The key is parsed and its signing key derived; the
+    /// key string itself is not kept.
+    pub fn new(api_key: &str, host_url: &str) -> Result<Self, Error> {
+        let signer = Signer::from_api_key(api_key).map_err(Error::InvalidKey)?;
+        let base = Url::parse(host_url.trim())
+            .map_err(|e| Error::InvalidInput(format!("host URL: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https")
+            || base.cannot_be_a_base()
+            || base.host().is_none()
+        {
+            return Err(Error::InvalidInput(
+                "host URL must be an absolute http or https URL".into(),
+            ));
+        }
+        if base.query().is_some() || base.fragment().is_some() || !base.username().is_empty() {
+            return Err(Error::InvalidInput(
+                "host URL must not carry credentials, a query or a fragment".into(),
+            ));
+        }
+        // The signature covers the exact URL: a redirect would send it elsewhere, unsigned
+        // for that URL, so the host client never follows one.
+        let host = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(Error::Transport)?;
+        let upstream = reqwest::Client::builder()
+            .redirect(same_origin_redirects())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(Error::Transport)?;
+        Ok(Self {
+            inner: Arc::new(Inner { signer, base }),
+            host,
+            upstream,
+            caller: None,
+            constraints: None,
+        })
+    }
+
+    /// Names the caller (`"email-bot"`), sent with every request as `tessera-caller` and
+    /// recorded in the audit log. Attribution only, not an access boundary. Must be 1–128
+    /// printable ASCII characters; a request with any other name fails with
+    /// [`Error::InvalidInput`].
+    #[must_use]
+    pub fn caller(mut self, name: impl Into<String>) -> Self {
+        self.caller = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// A client that may use at most `scopes` of its key's Tessera scopes, sent as
+    /// `tessera-constraints`; the host uses the intersection with the key's scopes. Applied
+    /// to an already constrained client it narrows further (never widens). An empty list
+    /// leaves no scope at all.
+    #[must_use]
+    pub fn with_constraints(&self, scopes: &[Scope]) -> Self {
+        let mut narrowed: Vec<Scope> = match &self.constraints {
+            Some(current) => scopes
+                .iter()
+                .copied()
+                .filter(|s| current.contains(s))
+                .collect(),
+            None => scopes.to_vec(),
+        };
+        narrowed.sort_unstable();
+        narrowed.dedup();
+        Self {
+            constraints: Some(narrowed.into()),
+            ..self.clone()
+        }
+    }
+
+    /// Uses `client` for requests to the host (timeouts, proxies, TLS roots). It must not
+    /// follow redirects: a signed request is only valid for its exact URL.
+    #[must_use]
+    pub fn with_host_client(mut self, client: reqwest::Client) -> Self {
+        self.host = client;
+        self
+    }
+
+    /// Uses `client` for the requests retrieve mode sends to providers. The default client
+    /// follows redirects only within the same origin, so auth material never follows a
+    /// redirect to another host; a cross-origin redirect is returned as it is.
+    #[must_use]
+    pub fn with_upstream_client(mut self, client: reqwest::Client) -> Self {
+        self.upstream = client;
+        self
+    }
+
+    /// The public id of this client's key.
+    pub fn key_id(&self) -> &str {
+        self.inner.signer.key_id().as_str()
+    }
+
+    /// The host's base URL.
+    pub fn host_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// The caller name set with [`App::caller`].
+    pub fn caller_name(&self) -> Option<&str> {
+        self.caller.as_deref()
+    }
+
+    /// The scopes this client is narrowed to, if [`App::with_constraints`] was used.
+    pub fn constraints(&self) -> Option<&[Scope]> {
+        self.constraints.as_deref()
+    }
+
+    /// A retrieve-mode call (`tokens:retrieve`): the host returns the auth material for
+    /// exactly this request, and the SDK sends it to the provider itself. See
+    /// [`CallBuilder::send`](crate::RetrieveBuilder::send).
+    pub fn request(&self, method: Method, url: impl Into<String>) -> CallBuilder<Retrieve> {
+        CallBuilder::new(self.clone(), method, url.into())
+    }
+
+    /// A proxy-mode call (`proxy:execute`): the host sends the request to the provider and
+    /// streams back its answer. See [`CallBuilder::send`](crate::ProxyBuilder::send).
+    pub fn proxy_request(&self, method: Method, url: impl Into<String>) -> CallBuilder<Proxy> {
+        CallBuilder::new(self.clone(), method, url.into())
+    }
+
+    /// `GET /v1/whoami`: the app, key, kind and Tessera scopes the host sees for this key.
+    pub async fn whoami(&self) -> Result<Whoami, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "whoami"], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `GET /v1/providers`: the providers the host has loaded.
+    pub async fn providers(&self) -> Result<Vec<ProviderSummary>, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "providers"], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `POST /v1/managed-secrets` (`grants:write`): stores or rotates a managed secret
+    /// (an API key, an access key pair, …) and returns the grant that holds it.
+    pub async fn set_managed_secret(
+        &self,
+        request: &ManagedSecretRequest,
+    ) -> Result<ManagedSecretResponse, Error> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| Error::InvalidInput(format!("managed secret request: {e}")))?;
+        self.call_json(
+            Method::POST,
+            self.endpoint(&["v1", "managed-secrets"], &[]),
+            body,
+        )
+        .await
+    }
+
+    /// `GET /v1/grants` (`grants:read`): a filtered, paginated listing; set the filters on
+    /// the returned query, then [`GrantQuery::list`].
+    pub fn grants(&self) -> GrantQuery {
+        GrantQuery::new(self.clone())
+    }
+
+    /// `GET /v1/grants/{id}` (`grants:read`).
+    pub async fn grant(&self, id: &str) -> Result<Grant, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "grants", id], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/grants/{id}` (`grants:write`): revokes a grant, with an optional reason
+    /// for the audit log.
+    pub async fn revoke_grant(&self, id: &str, reason: Option<&str>) -> Result<(), Error> {
+        let body = serde_json::to_vec(&RevokeRequest {
+            reason: reason.map(str::to_owned),
+        })
+        .map_err(|e| Error::InvalidInput(format!("revoke request: {e}")))?;
+        let response = self
+            .send_signed(
+                Method::DELETE,
+                self.endpoint(&["v1", "grants", id], &[]),
+                body,
+            )
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(read_host_error(status, response).await)
+    }
+
+    /// `GET /v1/audit` (`audit:read`): audit rows, oldest first; set the filters on the
+    /// returned query, then [`AuditQuery::list`].
+    pub fn audit(&self) -> AuditQuery {
+        AuditQuery::new(self.clone())
+    }
+
+    /// The client that sends retrieve-mode requests to providers.
+    pub(crate) fn upstream_client(&self) -> &reqwest::Client {
+        &self.upstream
+    }
+
+    /// The host URL of `segments` (each percent-encoded as one path segment) with `query`.
+    pub(crate) fn endpoint(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.inner.base.clone();
+        // `new` refused URLs that cannot be a base, so the `Err` arm cannot happen.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (k, v.as_str())));
+        }
+        url
+    }
+
+    /// `tessera-constraints` and `tessera-caller`, when set.
+    fn attribution_headers(&self) -> Result<Vec<(&'static str, String)>, Error> {
+        let mut headers = Vec::with_capacity(2);
+        if let Some(scopes) = &self.constraints {
+            headers.push((CONSTRAINTS_HEADER, Scope::join(scopes)));
+        }
+        if let Some(caller) = &self.caller {
+            let printable = caller.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if caller.is_empty()
+                || caller.len() > MAX_CALLER_LEN
+                || !printable
+                || caller.trim() != &**caller
+            {
+                return Err(Error::InvalidInput(
+                    "caller must be 1 to 128 printable ASCII characters, without surrounding \
+                     spaces"
+                        .into(),
+                ));
+            }
+            headers.push((CALLER_HEADER, caller.to_string()));
+        }
+        Ok(headers)
+    }
+
+    /// Signs and sends one request to the host. `body` is JSON, or empty for none.
+    pub(crate) async fn send_signed(
+        &self,
+        method: Method,
+        url: Url,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, Error> {
+        let attribution = self.attribution_headers()?;
+        let covered: Vec<(&str, &str)> = SIGNED_ATTRIBUTION_HEADERS
+            .iter()
+            .filter_map(|name| {
+                attribution
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(n, v)| (*n, v.as_str()))
+            })
+            .collect();
+        let signed = self
+            .inner
+            .signer
+            .sign(method.as_str(), url.as_str(), &body, &covered)
+            .map_err(|e| Error::InvalidInput(format!("cannot sign the request: {e}")))?;
+        let mut request = self
+            .host
+            .request(method, url)
+            .header(CONTENT_DIGEST_HEADER, signed.content_digest)
+            .header(SIGNATURE_INPUT_HEADER, signed.signature_input)
+            .header(SIGNATURE_HEADER, signed.signature);
+        for (name, value) in attribution {
+            request = request.header(name, value);
+        }
+        if !body.is_empty() {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        request.send().await.map_err(Error::Transport)
+    }
+
+    /// Sends a signed request and reads a JSON answer, or the host's error.
+    pub(crate) async fn call_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Vec<u8>,
+    ) -> Result<T, Error> {
+        let response = self.send_signed(method, url, body).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(read_host_error(status, response).await);
+        }
+        let bytes = response.bytes().await.map_err(Error::Transport)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::decode("the host's JSON answer", &e))
+    }
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("host_url", &self.inner.base.as_str())
+            .field("key_id", &self.key_id())
+            .field("signing_key", &"[redacted]")
+            .field("caller", &self.caller)
+            .field("constraints", &self.constraints)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The typed error for a non-success answer of the host.
+pub(crate) async fn read_host_error(status: StatusCode, response: reqwest::Response) -> Error {
+    match response.bytes().await {
+        Ok(body) => Error::from_host_answer(status, &body),
+        Err(e) => Error::Transport(e),
+    }
+}
+
+/// Follows a redirect only while it stays on the origin of the first request, so auth
+/// material set for one host (a custom `x-api-key`, say) is never sent to another.
+fn same_origin_redirects() -> redirect::Policy {
+    redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if !same_origin {
+            attempt.stop()
+        } else if attempt.previous().len() > MAX_UPSTREAM_REDIRECTS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "tsr_app_5e1f0a7c3b9d2468_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    #[test]
+    fn endpoints_keep_a_path_prefix_and_encode_segments_and_queries() {
+        for base in ["http://127.0.0.1:8080", "http://127.0.0.1:8080/"] {
+            let app = App::new(KEY, base).unwrap();
+            assert_eq!(
+                app.endpoint(&["v1", "whoami"], &[]).as_str(),
+                "http://127.0.0.1:8080/v1/whoami"
+            );
+        }
+        let app = App::new(KEY, "https://Tessera.Example.com:443/base/").unwrap();
+        assert_eq!(
+            app.endpoint(&["v1", "grants", "a/b c"], &[]).as_str(),
+            "https://tessera.example.com/base/v1/grants/a%2Fb%20c"
+        );
+        assert_eq!(
+            app.endpoint(
+                &["v1", "grants"],
+                &[
+                    ("provider", "stripe".into()),
+                    ("principal", "user:https://idp:a b".into()),
+                    ("limit", "20".into()),
+                ]
+            )
+            .as_str(),
+            "https://tessera.example.com/base/v1/grants?provider=stripe&principal=user%3Ahttps%3A%2F%2Fidp%3Aa+b&limit=20"
+        );
+    }
+
+    #[test]
+    fn bad_keys_and_host_urls_are_refused() {
+        assert!(matches!(
+            App::new("tsr_app_nope", "http://h"),
+            Err(Error::InvalidKey(_))
+        ));
+        for bad in [
+            "127.0.0.1:8080",
+            "ftp://h/",
+            "http://h/?x=1",
+            "http://u:p@h/",
+            "mailto:a@b",
+        ] {
+            assert!(
+                matches!(App::new(KEY, bad), Err(Error::InvalidInput(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn constraints_only_ever_narrow() {
+        let app = App::new(KEY, "http://h").unwrap();
+        assert_eq!(app.constraints(), None);
+        let a = app.with_constraints(&[
+            Scope::ProxyExecute,
+            Scope::TokensRetrieve,
+            Scope::ProxyExecute,
+        ]);
+        assert_eq!(
+            a.constraints(),
+            Some(&[Scope::TokensRetrieve, Scope::ProxyExecute][..])
+        );
+        let b = a.with_constraints(&[Scope::ProxyExecute, Scope::AuditRead]);
+        assert_eq!(b.constraints(), Some(&[Scope::ProxyExecute][..]));
+        let none = b.with_constraints(&[Scope::AuditRead]);
+        assert_eq!(none.constraints(), Some(&[][..]));
+        // The original is untouched.
+        assert_eq!(app.constraints(), None);
+        let headers = none.attribution_headers().unwrap();
+        assert_eq!(headers, vec![(CONSTRAINTS_HEADER, String::new())]);
+    }
+
+    #[test]
+    fn attribution_headers_carry_constraints_then_caller_and_refuse_odd_callers() {
+        let app = App::new(KEY, "http://h")
+            .unwrap()
+            .caller("email-bot")
+            .with_constraints(&[Scope::GrantsRead, Scope::TokensRetrieve]);
+        assert_eq!(
+            app.attribution_headers().unwrap(),
+            vec![
+                (CONSTRAINTS_HEADER, "tokens:retrieve grants:read".to_owned()),
+                (CALLER_HEADER, "email-bot".to_owned()),
+            ]
+        );
+        for bad in ["", " padded", "line\nbreak", "bøt", &"x".repeat(129)] {
+            let app = App::new(KEY, "http://h").unwrap().caller(bad);
+            assert!(
+                matches!(app.attribution_headers(), Err(Error::InvalidInput(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_shows_the_key_id_but_never_the_key() {
+        let app = App::new(KEY, "http://h").unwrap().caller("bot");
+        let debug = format!("{app:?}");
+        assert!(debug.contains("5e1f0a7c3b9d2468"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+        assert!(!debug.contains("AAECAwQF"), "{debug}");
+        assert!(!debug.contains("c2dbb784"), "{debug}");
+    }
+}

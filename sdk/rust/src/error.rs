@@ -1,0 +1,404 @@
+//! The SDK's one error type: the host's RFC 9457 problem documents mapped by their stable
+//! `code` to typed variants, plus the failures that happen on this side (transport, key,
+//! decoding, invalid input).
+//!
+//! Must never carry the API key, the signing key, a signature or auth material the host
+//! returned: messages name what went wrong, never the secret value.
+
+use reqwest::StatusCode;
+use tessera_proto::calls::codes;
+use tessera_proto::problem::Problem;
+use tessera_proto::scopes::Scope;
+use tessera_proto::signing::SigningError;
+
+/// Why an SDK call failed. Host errors keep the problem's `detail` (text for people);
+/// branch on the variant (or [`Error::code`]), never on the text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `grant_not_found`: no grant with this id is visible to this key.
+    #[error("grant not found: {detail}")]
+    GrantNotFound {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `grant_revoked`: the grant was revoked.
+    #[error("grant revoked: {detail}")]
+    GrantRevoked {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `grant_reauth_required`: the user must connect the provider again.
+    #[error("grant needs re-authorization: {detail}")]
+    GrantReauthRequired {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `insufficient_scope`: the key (narrowed by any constraints) lacks Tessera scopes.
+    #[error("insufficient scope (missing {}): {detail}", Scope::join(missing))]
+    InsufficientScope {
+        /// The scopes the call needed and the key lacks.
+        missing: Vec<Scope>,
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `host_not_allowed`: the URL's host is outside the provider's declared hosts.
+    #[error("host not allowed: {detail}")]
+    HostNotAllowed {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `provider_unreachable`: the host could not reach the provider.
+    #[error("provider unreachable: {detail}")]
+    ProviderUnreachable {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `component_failed`: the provider's component failed (trap, timeout, bad output).
+    #[error("provider component failed: {detail}")]
+    ComponentFailed {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `provider_rejected`: the provider's component refused the request.
+    #[error("provider rejected the request: {detail}")]
+    ProviderRejected {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `provider_not_found`: the provider is not loaded on this host.
+    #[error("provider not found: {detail}")]
+    ProviderNotFound {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `invalid_request`: the host found the request malformed.
+    #[error("invalid request: {detail}")]
+    InvalidRequest {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `audit_unavailable`: the audit row could not be written, so the call was refused.
+    #[error("audit unavailable, call refused: {detail}")]
+    AuditUnavailable {
+        /// The host's explanation.
+        detail: String,
+    },
+    /// The host refused the request signature (`signature_*`, `digest_missing`,
+    /// `digest_mismatch`, `unknown_key`, `nonce_replayed`; see `docs/SIGNING.md` §4).
+    #[error("request not authenticated ({code}): {detail}")]
+    Unauthorized {
+        /// The stable code.
+        code: String,
+        /// The host's explanation.
+        detail: String,
+    },
+    /// Any other problem the host reported.
+    #[error("host error {status} ({code}): {detail}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The stable code.
+        code: String,
+        /// The host's explanation.
+        detail: String,
+    },
+    /// The request could not be sent or its response not read.
+    #[error("transport error: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The API key string is not a Tessera API key.
+    #[error("invalid API key: {0}")]
+    InvalidKey(#[source] SigningError),
+    /// Something given to the SDK cannot be sent (URL, header, body).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The host answered something the SDK cannot read.
+    #[error("cannot read the host's answer: {detail}")]
+    Decode {
+        /// What was wrong with it.
+        detail: String,
+    },
+}
+
+/// The codes the host uses for a refused request signature (`docs/SIGNING.md` §4).
+const UNAUTHORIZED_CODES: [&str; 4] = [
+    "digest_missing",
+    "digest_mismatch",
+    "unknown_key",
+    "nonce_replayed",
+];
+
+impl Error {
+    /// The typed error for a problem document the host answered with `status`.
+    pub fn from_problem(status: u16, problem: Problem) -> Self {
+        let Problem {
+            code,
+            detail,
+            missing_scopes,
+            ..
+        } = problem;
+        match code.as_str() {
+            codes::GRANT_NOT_FOUND => Self::GrantNotFound { detail },
+            codes::GRANT_REVOKED => Self::GrantRevoked { detail },
+            codes::GRANT_REAUTH_REQUIRED => Self::GrantReauthRequired { detail },
+            codes::INSUFFICIENT_SCOPE => Self::InsufficientScope {
+                missing: missing_scopes.unwrap_or_default(),
+                detail,
+            },
+            codes::HOST_NOT_ALLOWED => Self::HostNotAllowed { detail },
+            codes::PROVIDER_UNREACHABLE => Self::ProviderUnreachable { detail },
+            codes::COMPONENT_FAILED => Self::ComponentFailed { detail },
+            codes::PROVIDER_REJECTED => Self::ProviderRejected { detail },
+            codes::PROVIDER_NOT_FOUND => Self::ProviderNotFound { detail },
+            codes::INVALID_REQUEST => Self::InvalidRequest { detail },
+            codes::AUDIT_UNAVAILABLE => Self::AuditUnavailable { detail },
+            c if c.starts_with("signature_") || UNAUTHORIZED_CODES.contains(&c) => {
+                Self::Unauthorized { code, detail }
+            }
+            _ => Self::Api {
+                status,
+                code,
+                detail,
+            },
+        }
+    }
+
+    /// The error for a non-success answer of the host: its problem document mapped to a
+    /// variant, or [`Error::Decode`] when the body is not one.
+    pub(crate) fn from_host_answer(status: StatusCode, body: &[u8]) -> Self {
+        if let Ok(problem) = serde_json::from_slice::<Problem>(body) {
+            return Self::from_problem(status.as_u16(), problem);
+        }
+        // A newer host may name a scope this SDK does not know, or leave a field out: keep
+        // the code rather than lose the whole error.
+        if let Ok(lenient) = serde_json::from_slice::<LenientProblem>(body) {
+            let missing_scopes = lenient
+                .missing_scopes
+                .map(|names| names.iter().filter_map(|n| n.parse().ok()).collect());
+            return Self::from_problem(
+                status.as_u16(),
+                Problem {
+                    problem_type: String::new(),
+                    title: String::new(),
+                    status: status.as_u16(),
+                    detail: lenient.detail,
+                    code: lenient.code,
+                    missing_scopes,
+                },
+            );
+        }
+        Self::Decode {
+            detail: format!("the host answered {status} without a problem document"),
+        }
+    }
+
+    /// The host's stable problem `code`, for errors the host reported.
+    pub fn code(&self) -> Option<&str> {
+        Some(match self {
+            Self::GrantNotFound { .. } => codes::GRANT_NOT_FOUND,
+            Self::GrantRevoked { .. } => codes::GRANT_REVOKED,
+            Self::GrantReauthRequired { .. } => codes::GRANT_REAUTH_REQUIRED,
+            Self::InsufficientScope { .. } => codes::INSUFFICIENT_SCOPE,
+            Self::HostNotAllowed { .. } => codes::HOST_NOT_ALLOWED,
+            Self::ProviderUnreachable { .. } => codes::PROVIDER_UNREACHABLE,
+            Self::ComponentFailed { .. } => codes::COMPONENT_FAILED,
+            Self::ProviderRejected { .. } => codes::PROVIDER_REJECTED,
+            Self::ProviderNotFound { .. } => codes::PROVIDER_NOT_FOUND,
+            Self::InvalidRequest { .. } => codes::INVALID_REQUEST,
+            Self::AuditUnavailable { .. } => codes::AUDIT_UNAVAILABLE,
+            Self::Unauthorized { code, .. } | Self::Api { code, .. } => code,
+            Self::Transport(_)
+            | Self::InvalidKey(_)
+            | Self::InvalidInput(_)
+            | Self::Decode { .. } => {
+                return None;
+            }
+        })
+    }
+
+    /// The host's explanation, for errors the host reported.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::GrantNotFound { detail }
+            | Self::GrantRevoked { detail }
+            | Self::GrantReauthRequired { detail }
+            | Self::InsufficientScope { detail, .. }
+            | Self::HostNotAllowed { detail }
+            | Self::ProviderUnreachable { detail }
+            | Self::ComponentFailed { detail }
+            | Self::ProviderRejected { detail }
+            | Self::ProviderNotFound { detail }
+            | Self::InvalidRequest { detail }
+            | Self::AuditUnavailable { detail }
+            | Self::Unauthorized { detail, .. }
+            | Self::Api { detail, .. } => Some(detail),
+            Self::Transport(_)
+            | Self::InvalidKey(_)
+            | Self::InvalidInput(_)
+            | Self::Decode { .. } => None,
+        }
+    }
+
+    pub(crate) fn decode(what: &str, e: &serde_json::Error) -> Self {
+        Self::Decode {
+            detail: format!("{what}: {e}"),
+        }
+    }
+}
+
+/// The fields of a problem document the SDK needs, read without the catalog of scopes.
+#[derive(serde::Deserialize)]
+struct LenientProblem {
+    code: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    missing_scopes: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(status: u16, code: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "type": "about:blank",
+            "title": "x",
+            "status": status,
+            "detail": format!("detail of {code}"),
+            "code": code,
+        }))
+        .unwrap()
+    }
+
+    fn mapped(status: u16, code: &str) -> Error {
+        Error::from_host_answer(
+            StatusCode::from_u16(status).unwrap(),
+            &problem(status, code),
+        )
+    }
+
+    #[test]
+    fn call_codes_map_to_their_variants_and_keep_the_detail() {
+        type IsVariant = fn(&Error) -> bool;
+        let cases: [(&str, IsVariant); 10] = [
+            ("grant_not_found", |e| {
+                matches!(e, Error::GrantNotFound { .. })
+            }),
+            ("grant_revoked", |e| matches!(e, Error::GrantRevoked { .. })),
+            ("grant_reauth_required", |e| {
+                matches!(e, Error::GrantReauthRequired { .. })
+            }),
+            ("host_not_allowed", |e| {
+                matches!(e, Error::HostNotAllowed { .. })
+            }),
+            ("provider_unreachable", |e| {
+                matches!(e, Error::ProviderUnreachable { .. })
+            }),
+            ("component_failed", |e| {
+                matches!(e, Error::ComponentFailed { .. })
+            }),
+            ("provider_rejected", |e| {
+                matches!(e, Error::ProviderRejected { .. })
+            }),
+            ("provider_not_found", |e| {
+                matches!(e, Error::ProviderNotFound { .. })
+            }),
+            ("invalid_request", |e| {
+                matches!(e, Error::InvalidRequest { .. })
+            }),
+            ("audit_unavailable", |e| {
+                matches!(e, Error::AuditUnavailable { .. })
+            }),
+        ];
+        for (code, is_variant) in cases {
+            let err = mapped(400, code);
+            assert!(is_variant(&err), "{code} -> {err:?}");
+            assert_eq!(err.code(), Some(code));
+            let detail = format!("detail of {code}");
+            assert_eq!(err.detail(), Some(detail.as_str()));
+            assert!(err.to_string().contains(&detail), "{err}");
+        }
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_missing_scopes() {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "type": "about:blank", "title": "Forbidden", "status": 403,
+            "detail": "this key lacks scopes", "code": "insufficient_scope",
+            "missing_scopes": ["audit:read", "grants:read"],
+        }))
+        .unwrap();
+        let err = Error::from_host_answer(StatusCode::FORBIDDEN, &body);
+        let Error::InsufficientScope { missing, detail } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(missing, &[Scope::AuditRead, Scope::GrantsRead]);
+        assert_eq!(detail, "this key lacks scopes");
+        assert!(err.to_string().contains("audit:read grants:read"), "{err}");
+    }
+
+    #[test]
+    fn a_scope_this_sdk_does_not_know_does_not_lose_the_error() {
+        let body = br#"{"code":"insufficient_scope","detail":"d","status":403,
+                        "missing_scopes":["audit:read","teleport:execute"]}"#;
+        let err = Error::from_host_answer(StatusCode::FORBIDDEN, body);
+        let Error::InsufficientScope { missing, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(missing, &[Scope::AuditRead]);
+    }
+
+    #[test]
+    fn signature_codes_are_unauthorized() {
+        for code in [
+            "signature_missing",
+            "signature_malformed",
+            "signature_algorithm_unsupported",
+            "signature_components_invalid",
+            "signature_expired",
+            "signature_invalid",
+            "digest_missing",
+            "digest_mismatch",
+            "unknown_key",
+            "nonce_replayed",
+        ] {
+            let err = mapped(401, code);
+            let Error::Unauthorized { code: got, detail } = &err else {
+                panic!("{code} -> {err:?}");
+            };
+            assert_eq!(got, code);
+            assert_eq!(detail, &format!("detail of {code}"));
+        }
+    }
+
+    #[test]
+    fn other_codes_are_generic_api_errors_with_their_status() {
+        for (status, code) in [
+            (503, "auth_unavailable"),
+            (400, "hitl_grant_requires_proxy"),
+            (404, "not_found"),
+            (413, "body_too_large"),
+        ] {
+            let err = mapped(status, code);
+            let Error::Api {
+                status: s,
+                code: c,
+                detail,
+            } = &err
+            else {
+                panic!("{code} -> {err:?}");
+            };
+            assert_eq!((*s, c.as_str()), (status, code));
+            assert_eq!(detail, &format!("detail of {code}"));
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_no_problem_document_is_a_decode_error() {
+        let err = Error::from_host_answer(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+        assert!(err.to_string().contains("502"), "{err}");
+        assert_eq!(err.code(), None);
+    }
+}
