@@ -23,6 +23,7 @@ use crate::keys::LiveRing;
 use crate::setup::{self, KeySource, SetupError};
 use crate::store::api_keys::ApiKeyRecord;
 use crate::store::apps::App;
+use crate::store::last_used::LastUsed;
 use crate::store::{DatabaseConfig, Store, StoreError, Timestamp, agents, api_keys, apps};
 use crate::vault::VaultError;
 
@@ -178,12 +179,17 @@ pub struct Revoked {
 pub struct Apps {
     store: Store,
     keys: LiveRing,
+    last_used: LastUsed,
 }
 
 impl Apps {
     /// A service over an open store and live key ring.
     pub fn new(store: Store, keys: LiveRing) -> Self {
-        Self { store, keys }
+        Self {
+            store,
+            keys,
+            last_used: LastUsed::default(),
+        }
     }
 
     /// Opens a data directory set up by `tessera init` (see [`setup::open`]).
@@ -213,8 +219,12 @@ impl Apps {
         DbNonceStore::new(self.store.clone())
     }
 
-    /// Records that a request signed with `key_id` has just verified (`last_used_at`).
+    /// Records that a request signed with `key_id` has just verified (`last_used_at`, to
+    /// within [`crate::store::last_used::RESOLUTION`]).
     pub async fn record_key_use(&self, key_id: &KeyId) -> Result<(), AppsError> {
+        if !self.last_used.due(key_id.as_str()) {
+            return Ok(());
+        }
         Ok(api_keys::touch_last_used(&self.store, key_id, Timestamp::now()).await?)
     }
 

@@ -31,6 +31,7 @@ use crate::plugin::types::{
 use crate::plugin::{Plugin, PluginError, Registry};
 use crate::store::credentials::{self, CredentialRecord, SEALED_KIND};
 use crate::store::grants::{self as grant_repo, Filter, GrantRecord};
+use crate::store::last_used::LastUsed;
 use crate::store::{AgentId, AppId, CredentialId, GrantId, Store, StoreError, Timestamp};
 use crate::vault::{Aad, Sealed, VaultError};
 
@@ -256,6 +257,7 @@ pub struct Grants {
     registry: Arc<Registry>,
     egress: Egress,
     audit: AuditLog,
+    last_used: LastUsed,
 }
 
 impl Grants {
@@ -273,6 +275,7 @@ impl Grants {
             registry,
             egress,
             audit,
+            last_used: LastUsed::default(),
         }
     }
 
@@ -779,8 +782,12 @@ impl Grants {
         })
     }
 
-    /// Records that grant `id` was used (informational; failures are logged only).
+    /// Records that grant `id` was used (informational, to within
+    /// [`crate::store::last_used::RESOLUTION`]; failures are logged only).
     pub async fn touch(&self, id: GrantId) {
+        if !self.last_used.due(&id.to_string()) {
+            return;
+        }
         if let Err(e) = grant_repo::touch_last_used(&self.store, id, Timestamp::now()).await {
             tracing::warn!(grant = %id, error = %e, "cannot record grant use");
         }

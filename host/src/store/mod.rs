@@ -38,6 +38,7 @@ pub mod data_keys;
 pub mod dialect;
 mod error;
 pub mod grants;
+pub mod last_used;
 pub mod meta;
 pub mod nonces;
 pub mod reseal;
