@@ -21,7 +21,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use tessera_proto::calls::{CallNote, ProxyRequest, RetrieveRequest, RetrieveResponse, codes};
+use tessera_proto::calls::{
+    CallNote, GrantSelector, ProxyRequest, RetrieveRequest, RetrieveResponse, codes,
+};
 
 use crate::audit::{self, Action, Actor, ActorKind, AuditEntry, AuditError, AuditLog, Outcome};
 use crate::egress::{self, EgressError};
@@ -353,7 +355,6 @@ impl Calls {
         request: &RetrieveRequest,
         trail: &mut Trail,
     ) -> Result<RetrieveResponse, CallError> {
-        let method = check_method(&request.method)?;
         let body = decode_body(request.body_base64.as_deref(), MAX_PROXY_BODY)?;
         let digest = hex::encode(Sha256::digest(&body));
         if let Some(given) = &request.body_sha256 {
@@ -366,18 +367,18 @@ impl Calls {
                 .detail
                 .insert("body_sha256".into(), json!(given.to_ascii_lowercase()));
         }
-        check_headers(&request.headers)?;
-        let grant_id = request
-            .grant
-            .grant_id
-            .as_deref()
-            .ok_or_else(|| CallError::Invalid("name the grant to use (grant_id)".into()))?;
-        let resolved = self.grants.resolve(cx.owner, grant_id).await?;
-        trail.resolved(&resolved);
+        let (method, resolved) = self
+            .admit(
+                cx,
+                &request.grant,
+                &request.method,
+                &request.url,
+                &request.headers,
+                trail,
+            )
+            .await?;
         let provider = resolved.grant.provider.clone();
         let info = resolved.plugin.info();
-        egress::check_url(&request.url, &info.allowed_hosts, &resolved.params)
-            .map_err(|e| from_egress(&provider, e))?;
         let described = HttpRequest {
             method: method.clone(),
             url: request.url.clone(),
@@ -397,6 +398,31 @@ impl Calls {
             expires_at: resolved.expires_at.map(Timestamp::to_rfc3339),
             request_id: cx.request_id.clone(),
         })
+    }
+
+    /// What both modes check before signing: the method and headers are well-formed, the
+    /// grant is named, visible to the caller and usable, and the URL is inside the provider's
+    /// hosts. Returns the method and the resolved grant.
+    async fn admit(
+        &self,
+        cx: &CallContext,
+        grant: &GrantSelector,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        trail: &mut Trail,
+    ) -> Result<(String, Resolved), CallError> {
+        let method = check_method(method)?;
+        check_headers(headers)?;
+        let grant_id = grant
+            .grant_id
+            .as_deref()
+            .ok_or_else(|| CallError::Invalid("name the grant to use (grant_id)".into()))?;
+        let resolved = self.grants.resolve(cx.owner, grant_id).await?;
+        trail.resolved(&resolved);
+        egress::check_url(url, &resolved.plugin.info().allowed_hosts, &resolved.params)
+            .map_err(|e| from_egress(&resolved.grant.provider, e))?;
+        Ok((method, resolved))
     }
 
     async fn sign(
@@ -453,20 +479,19 @@ impl Calls {
         request: &ProxyRequest,
         trail: &mut Trail,
     ) -> Result<(ProxyResponse, serde_json::Value), CallError> {
-        let method = check_method(&request.method)?;
         let body = decode_body(request.body_base64.as_deref(), MAX_PROXY_BODY)?;
-        check_headers(&request.headers)?;
-        let grant_id = request
-            .grant
-            .grant_id
-            .as_deref()
-            .ok_or_else(|| CallError::Invalid("name the grant to use (grant_id)".into()))?;
-        let resolved = self.grants.resolve(cx.owner, grant_id).await?;
-        trail.resolved(&resolved);
+        let (method, resolved) = self
+            .admit(
+                cx,
+                &request.grant,
+                &request.method,
+                &request.url,
+                &request.headers,
+                trail,
+            )
+            .await?;
         let provider = resolved.grant.provider.clone();
         let info = resolved.plugin.info().clone();
-        egress::check_url(&request.url, &info.allowed_hosts, &resolved.params)
-            .map_err(|e| from_egress(&provider, e))?;
         let headers: Vec<(String, String)> = request
             .headers
             .iter()
