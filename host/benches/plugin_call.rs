@@ -133,6 +133,58 @@ fn phases(config: RuntimeConfig) {
     }
 }
 
+/// How long after its epoch deadline an endless loop is stopped (the hostile test component's
+/// `/loop`), as a ratio of the deadline. Needs `target/test-components/hostile.wasm`.
+fn deadline_overshoot() {
+    const DEADLINE: Duration = Duration::from_millis(100);
+    const RUNS: usize = 20;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-components/hostile.wasm");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "build components first: cargo xtask components ({}: {e})",
+            path.display()
+        )
+    });
+    let runtime = Runtime::new(RuntimeConfig {
+        deadline: DEADLINE,
+        timeout: DEADLINE * 10,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let plugin = runtime
+        .load(&bytes, Source::Bytes("hostile".into()))
+        .unwrap();
+    let request = HttpRequest {
+        method: "GET".into(),
+        url: "https://hostile.test/loop".into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let credential = Credential {
+        secrets: vec![("token".into(), "tok-123".into())],
+        metadata: Vec::new(),
+        scopes: Vec::new(),
+        expires_at: None,
+    };
+    let mut samples: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let started = Instant::now();
+            let result = plugin.sign(&request, &credential, 0);
+            assert!(result.is_err(), "the loop must not return");
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let ratio = |d: Duration| d.as_secs_f64() / DEADLINE.as_secs_f64();
+    println!(
+        "endless loop, {RUNS} runs, deadline {DEADLINE:?}: stopped after p50 {:?} ({:.2}x the deadline), max {:?} ({:.2}x)",
+        percentile(&samples, 0.5),
+        ratio(percentile(&samples, 0.5)),
+        samples[RUNS - 1],
+        ratio(samples[RUNS - 1]),
+    );
+}
+
 fn report() {
     let pool = |memory_keep_resident, pagemap_scan| RuntimeConfig {
         pool: PoolConfig {
@@ -165,6 +217,7 @@ fn report() {
     );
     println!("phases with the default configuration:");
     phases(RuntimeConfig::default());
+    deadline_overshoot();
     let (request, credential) = (request(), credential());
     let samples = (0..CALLS)
         .map(|_| {
