@@ -13,12 +13,14 @@
 //! transaction as the change itself: if the audit row cannot be written, the key is not
 //! created or revoked.
 
+use std::sync::Arc;
+
 use rand::RngCore as _;
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::{ApiKey, KEY_ID_LEN, KeyId, KeyKind, SECRET_LEN, SigningError};
 
 use crate::audit::{self, Action, AuditEntry, AuditError, Origin, Outcome};
-use crate::auth::{self, DbKeyResolver, DbNonceStore};
+use crate::auth::{self, DbKeyResolver, DbNonceStore, KeyCache, NonceBatcher};
 use crate::keys::LiveRing;
 use crate::setup::{self, KeySource, SetupError};
 use crate::store::api_keys::ApiKeyRecord;
@@ -180,15 +182,21 @@ pub struct Apps {
     store: Store,
     keys: LiveRing,
     last_used: LastUsed,
+    /// Opened signing keys, shared by the resolver and nonce store this hands out.
+    key_cache: Arc<KeyCache>,
+    /// Group commit of nonces, shared by the nonce stores this hands out.
+    nonce_batcher: Arc<NonceBatcher>,
 }
 
 impl Apps {
     /// A service over an open store and live key ring.
     pub fn new(store: Store, keys: LiveRing) -> Self {
         Self {
+            nonce_batcher: Arc::new(auth::nonce_batcher(store.clone())),
             store,
             keys,
             last_used: LastUsed::default(),
+            key_cache: Arc::default(),
         }
     }
 
@@ -211,12 +219,20 @@ impl Apps {
 
     /// A key resolver for request verification over the same database and key ring.
     pub fn key_resolver(&self) -> DbKeyResolver {
-        DbKeyResolver::new(self.store.clone(), self.keys.clone())
+        DbKeyResolver::new(
+            self.store.clone(),
+            self.keys.clone(),
+            Arc::clone(&self.key_cache),
+        )
     }
 
     /// A nonce store over the same database.
     pub fn nonce_store(&self) -> DbNonceStore {
-        DbNonceStore::new(self.store.clone())
+        DbNonceStore::new(
+            self.store.clone(),
+            Arc::clone(&self.nonce_batcher),
+            Arc::clone(&self.key_cache),
+        )
     }
 
     /// Records that a request signed with `key_id` has just verified (`last_used_at`, to

@@ -23,6 +23,7 @@ use tessera_proto::grants::{
 use zeroize::Zeroizing;
 
 use crate::audit::{Action, AuditEntry, AuditError, AuditLog, Origin, Outcome};
+use crate::batch::Batcher;
 use crate::egress::{Egress, EgressError};
 use crate::keys::LiveRing;
 use crate::plugin::types::{
@@ -258,6 +259,41 @@ pub struct Grants {
     egress: Egress,
     audit: AuditLog,
     last_used: LastUsed,
+    reads: Arc<GrantReads>,
+}
+
+/// The most grants one batched read asks for.
+const MAX_READ_BATCH: usize = 128;
+
+/// Batched reads of a grant and its credential by (app, grant id): the one read every call
+/// makes. Answers `None` for a grant that does not exist or belongs to another app.
+type GrantReads = Batcher<(AppId, GrantId), Option<(GrantRecord, Option<CredentialRecord>)>>;
+
+fn grant_reads(store: Store) -> GrantReads {
+    Batcher::new(
+        "grant read",
+        MAX_READ_BATCH,
+        move |asked: Vec<(AppId, GrantId)>| {
+            let store = store.clone();
+            async move {
+                let mut ids: Vec<GrantId> = asked.iter().map(|(_, id)| *id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let found = grant_repo::get_many_with_credential(&store, &ids)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(asked
+                    .iter()
+                    .map(|(app_id, id)| {
+                        found
+                            .iter()
+                            .find(|(g, _)| g.id == *id && g.app_id == *app_id)
+                            .cloned()
+                    })
+                    .collect())
+            }
+        },
+    )
 }
 
 impl Grants {
@@ -270,12 +306,13 @@ impl Grants {
         audit: AuditLog,
     ) -> Self {
         Self {
+            reads: Arc::new(grant_reads(store.clone())),
             store,
             ring,
             registry,
             egress,
-            audit,
             last_used: LastUsed::default(),
+            audit,
         }
     }
 
@@ -755,9 +792,12 @@ impl Grants {
     /// usable by the owner, and be active; its credential is opened.
     pub async fn resolve(&self, owner: Owner, id: &str) -> Result<Resolved, GrantError> {
         let gid = parse_grant_id(id)?;
-        let grant = grant_repo::get(&self.store, owner.app_id, gid, false)
-            .await?
-            .filter(|g| owner.may_use(g))
+        let (grant, record) = self
+            .reads
+            .run((owner.app_id, gid))
+            .await
+            .map_err(StoreError::Batch)?
+            .filter(|(g, _)| owner.may_use(g))
             .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
         match grant.status {
             GrantStatus::Revoked => return Err(GrantError::Revoked { id: id.to_owned() }),
@@ -767,8 +807,7 @@ impl Grants {
             GrantStatus::Active => {}
         }
         let plugin = self.plugin(&grant.provider)?;
-        let record = credentials::get(&self.store, owner.app_id, grant.credential_id, false)
-            .await?
+        let record = record
             .filter(|c| !c.is_wiped())
             .ok_or_else(|| GrantError::Revoked { id: id.to_owned() })?;
         let credential = self.open(&record).await?;

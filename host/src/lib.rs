@@ -10,6 +10,7 @@ pub mod api;
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod builtin;
 pub mod calls;
 pub mod cli;

@@ -93,6 +93,7 @@ pub async fn serve(
         egress,
         audit.clone(),
     );
+    tokio::spawn(purge_nonces(apps.nonce_store()));
     let api = ApiState::new(apps, Calls::new(grants, audit.clone()), &origin);
     let app = router(AppState {
         config,
@@ -109,6 +110,24 @@ pub async fn serve(
     tracing::info!("audit log flushed; stopped");
     served?;
     Ok(())
+}
+
+/// How often expired nonces are deleted.
+const NONCE_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_mins(1);
+
+/// Deletes nonces whose signature window has closed, at start and then every minute, so
+/// the table holds about five minutes of requests rather than every request ever made.
+/// Every instance does it; a delete that finds nothing costs an index lookup.
+async fn purge_nonces(nonces: crate::auth::DbNonceStore) {
+    let mut every = tokio::time::interval(NONCE_PURGE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match nonces.purge_expired(crate::auth::unix_now()).await {
+            Ok(n) => tracing::debug!(purged = n, "expired nonces deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete expired nonces"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -153,7 +172,7 @@ async fn healthz() -> Json<serde_json::Value> {
     tag = "meta",
     responses(
         (status = 200, description = "Ready: the ids of the loaded providers.", body = Object,
-            example = json!({ "status": "ready", "providers": ["aws", "github", "google", "stripe"] })),
+            example = json!({ "status": "ready", "providers": ["aws", "github", "google", "oauth2", "stripe"] })),
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> Json<serde_json::Value> {

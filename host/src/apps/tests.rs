@@ -23,6 +23,8 @@ both_backends! {
     revoked_key_is_refused_as_unknown => revoked_key_is_refused_as_unknown;
     replayed_nonce_is_refused_across_instances => replayed_nonce_is_refused_across_instances;
     sealed_key_moved_to_another_row_does_not_open => sealed_key_moved_to_another_row_does_not_open;
+    concurrent_requests_share_nonce_batches_and_one_replay_wins_once =>
+        concurrent_requests_share_nonce_batches_and_one_replay_wins_once;
 }
 
 const URI: &str = "https://tessera.example.com/v1/grants?limit=20";
@@ -206,15 +208,26 @@ async fn revoked_key_is_refused_as_unknown(db: &TestDb) -> anyhow::Result<()> {
     let created = apps
         .create_key("a", KeyOwner::App, &[Scope::GrantsRead])
         .await?;
+    // A second host instance, which has the key open in its cache before the revocation.
+    let two = Apps::new(db.open_another().await?, apps.keys.clone());
     let now = crate::auth::unix_now();
     check(&apps, &signed(&created.key, now, "nonce-0000000001")?, now).await?;
+    check(&two, &signed(&created.key, now, "nonce-0000000003")?, now).await?;
+    assert_eq!(two.key_cache.len(), 1);
     let revoked = apps.revoke_key(created.key.key_id().as_str()).await?;
     assert!(revoked.now && revoked.record.is_revoked());
     assert!(!apps.revoke_key(created.key.key_id().as_str()).await?.now);
-    let err = check(&apps, &signed(&created.key, now, "nonce-0000000002")?, now)
+    for instance in [&apps, &two] {
+        let err = check(
+            instance,
+            &signed(&created.key, now, "nonce-0000000002")?,
+            now,
+        )
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "unknown_key");
+        assert_eq!(err.code(), "unknown_key");
+        assert!(instance.key_cache.is_empty(), "the revoked key is evicted");
+    }
     Ok(())
 }
 
@@ -238,6 +251,44 @@ async fn replayed_nonce_is_refused_across_instances(db: &TestDb) -> anyhow::Resu
     let err = check(&two, &headers, now + 300).await.unwrap_err();
     assert_eq!(err.code(), "nonce_replayed");
     assert_eq!(two.nonce_store().purge_expired(now + 301).await?, 1);
+    Ok(())
+}
+
+/// Many requests at once go through the nonce batcher together: distinct nonces all pass,
+/// and of many copies of one signed request exactly one does, whichever batch each lands in.
+async fn concurrent_requests_share_nonce_batches_and_one_replay_wins_once(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let apps = service(db)?;
+    apps.create_app("a").await?;
+    let created = apps
+        .create_key("a", KeyOwner::App, &[Scope::GrantsRead])
+        .await?;
+    let now = crate::auth::unix_now();
+    let replayed = signed(&created.key, now, "nonce-replayed-many")?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let apps = apps.clone();
+        let headers = if i % 2 == 0 {
+            replayed.clone()
+        } else {
+            signed(&created.key, now, &format!("nonce-distinct-{i:04}"))?
+        };
+        tasks.spawn(async move { (i, check(&apps, &headers, now).await.map(|_| ())) });
+    }
+    let (mut replay_ok, mut replay_refused) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        let (i, result) = joined?;
+        match (i % 2 == 0, result) {
+            (true, Ok(())) => replay_ok += 1,
+            (true, Err(e)) => {
+                assert_eq!(e.code(), "nonce_replayed");
+                replay_refused += 1;
+            }
+            (false, result) => result?,
+        }
+    }
+    assert_eq!((replay_ok, replay_refused), (1, 31));
     Ok(())
 }
 

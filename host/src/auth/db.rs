@@ -5,13 +5,21 @@
 //! knows the vault's associated data for a stored signing key ([`seal_signing_key`],
 //! [`open_signing_key`]), so sealing and opening cannot disagree.
 //!
+//! Opened keys are kept in a [`KeyCache`] shared by the two, so a key in use costs neither a
+//! read of `api_keys` nor a vault open per request; revocation still takes effect at once,
+//! because every nonce insert checks, in the same statement, that its key is active.
+//!
 //! Never logs or returns in an error a signing key; an unsealed key lives only in the
-//! zeroizing [`SigningKey`] handed to the verifier.
+//! zeroizing [`SigningKey`] handed to the verifier and in the cache (zeroized on eviction).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::{KeyId, KeyKind, SigningKey};
 
 use super::{KeyResolver, NonceOutcome, NonceStore, ResolvedKey, StoreError};
+use crate::batch::Batcher;
 use crate::keys::LiveRing;
 use crate::store::{self, AgentId, AppId, Store, Timestamp, api_keys, nonces};
 use crate::vault::{Aad, KeyRing, Sealed, SecretBytes, VaultError};
@@ -98,18 +106,81 @@ pub struct KeyPrincipal {
     pub scopes: Vec<Scope>,
 }
 
+/// How many opened keys a [`KeyCache`] holds before it starts over (a bound, not a working
+/// set: a deployment has far fewer live keys).
+const MAX_CACHED_KEYS: usize = 4096;
+
+/// Signing keys already opened, by key id, with their principals. Only sound with a
+/// [`DbNonceStore`] sharing it: a cached key is used without reading `api_keys`, and it is
+/// the nonce insert that refuses (and evicts) a key revoked since. A key's scopes, app and
+/// agent never change after creation, and its signing key survives data-key rotation
+/// unchanged, so an entry never goes stale otherwise.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<KeyId, (SigningKey, KeyPrincipal)>>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.entries.lock().map_or(0, |e| e.len());
+        f.debug_struct("KeyCache").field("keys", &len).finish()
+    }
+}
+
+impl KeyCache {
+    fn get(&self, key_id: &KeyId) -> Option<ResolvedKey<KeyPrincipal>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key_id)
+            .map(|(signing_key, principal)| ResolvedKey {
+                signing_key: signing_key.clone(),
+                principal: principal.clone(),
+            })
+    }
+
+    fn put(&self, resolved: &ResolvedKey<KeyPrincipal>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_CACHED_KEYS {
+                entries.clear();
+            }
+            entries.insert(
+                resolved.principal.key_id.clone(),
+                (resolved.signing_key.clone(), resolved.principal.clone()),
+            );
+        }
+    }
+
+    fn evict(&self, key_id: &KeyId) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key_id);
+        }
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |e| e.len())
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Resolves key ids against the `api_keys` table. Revoked and unknown keys are `None`
 /// (the verifier answers `unknown_key` for both, so a caller cannot tell them apart).
 #[derive(Debug, Clone)]
 pub struct DbKeyResolver {
     store: Store,
     keys: LiveRing,
+    cache: Arc<KeyCache>,
 }
 
 impl DbKeyResolver {
-    /// A resolver over `store`, opening signing keys with `keys`.
-    pub fn new(store: Store, keys: LiveRing) -> Self {
-        Self { store, keys }
+    /// A resolver over `store`, opening signing keys with `keys` and keeping them in
+    /// `cache`, which must be the cache of the [`DbNonceStore`] verifying with it.
+    pub fn new(store: Store, keys: LiveRing, cache: Arc<KeyCache>) -> Self {
+        Self { store, keys, cache }
     }
 }
 
@@ -127,6 +198,9 @@ impl KeyResolver for DbKeyResolver {
         &self,
         key_id: &KeyId,
     ) -> Result<Option<ResolvedKey<KeyPrincipal>>, StoreError> {
+        if let Some(hit) = self.cache.get(key_id) {
+            return Ok(Some(hit));
+        }
         let record = api_keys::get_by_key_id(&self.store, key_id)
             .await
             .map_err(|e| unavailable("cannot read the API key table".into(), e))?;
@@ -143,7 +217,7 @@ impl KeyResolver for DbKeyResolver {
                     e,
                 )
             })?;
-        Ok(Some(ResolvedKey {
+        let resolved = ResolvedKey {
             signing_key,
             principal: KeyPrincipal {
                 key_id: record.key_id,
@@ -152,21 +226,56 @@ impl KeyResolver for DbKeyResolver {
                 agent_id: record.agent_id,
                 scopes: record.scopes,
             },
-        }))
+        };
+        self.cache.put(&resolved);
+        Ok(Some(resolved))
     }
 }
 
+/// The most nonces one statement records (three parameters each).
+const MAX_NONCE_BATCH: usize = 256;
+
+/// Records the nonces of concurrent requests in one statement each batch
+/// ([`nonces::remember_many`]): one write transaction for many requests. A request still
+/// gets its answer only once its nonce is committed.
+pub type NonceBatcher = Batcher<nonces::NonceUse, nonces::Remembered>;
+
+/// The nonce batcher of `store`.
+pub fn nonce_batcher(store: Store) -> NonceBatcher {
+    Batcher::new(
+        "nonce",
+        MAX_NONCE_BATCH,
+        move |uses: Vec<nonces::NonceUse>| {
+            let store = store.clone();
+            async move {
+                nonces::remember_many(&store, &uses)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+}
+
 /// Remembers nonces in the database, so a nonce accepted by one host instance is a replay
-/// on every other. Check-and-insert is one atomic insert on the (key id, nonce) primary key.
+/// on every other. Check-and-insert is one atomic insert on the (key id, nonce) primary key,
+/// which also checks that the key is still active (see [`KeyCache`]); concurrent requests'
+/// nonces are written together ([`NonceBatcher`]).
 #[derive(Debug, Clone)]
 pub struct DbNonceStore {
     store: Store,
+    batcher: Arc<NonceBatcher>,
+    cache: Arc<KeyCache>,
 }
 
 impl DbNonceStore {
-    /// A nonce store over `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// A nonce store writing through `batcher` (see [`nonce_batcher`], over the same
+    /// `store`); a key found inactive is evicted from `cache`.
+    pub fn new(store: Store, batcher: Arc<NonceBatcher>, cache: Arc<KeyCache>) -> Self {
+        Self {
+            store,
+            batcher,
+            cache,
+        }
     }
 
     /// Forgets nonces whose window closed strictly before `now` (Unix seconds); returns how
@@ -188,13 +297,24 @@ impl NonceStore for DbNonceStore {
         // An expired row that is still present reads as a replay; that is harmless, since
         // a request that old already failed the skew check before reaching this point.
         let expires_at = Timestamp::from_unix_millis(expires_at.saturating_mul(1000));
-        let fresh = nonces::remember(&self.store, key_id.as_str(), nonce, expires_at)
+        let outcome = self
+            .batcher
+            .run(nonces::NonceUse {
+                key_id: key_id.as_str().to_owned(),
+                nonce: nonce.to_owned(),
+                expires_at,
+            })
             .await
-            .map_err(|e| unavailable("cannot reach the nonce table".into(), e))?;
-        Ok(if fresh {
-            NonceOutcome::Fresh
-        } else {
-            NonceOutcome::Replayed
+            .map_err(|reason| {
+                StoreError::new(format!("cannot reach the nonce table: {reason}"), None)
+            })?;
+        Ok(match outcome {
+            nonces::Remembered::Fresh => NonceOutcome::Fresh,
+            nonces::Remembered::Replayed => NonceOutcome::Replayed,
+            nonces::Remembered::KeyInactive => {
+                self.cache.evict(key_id);
+                NonceOutcome::KeyInactive
+            }
         })
     }
 }

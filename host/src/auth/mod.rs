@@ -19,8 +19,8 @@ mod nonce;
 mod verify;
 
 pub use db::{
-    DbKeyResolver, DbNonceStore, KeyPrincipal, SIGNING_KEY_AAD_KIND, open_signing_key,
-    seal_signing_key,
+    DbKeyResolver, DbNonceStore, KeyCache, KeyPrincipal, NonceBatcher, SIGNING_KEY_AAD_KIND,
+    nonce_batcher, open_signing_key, seal_signing_key,
 };
 pub use error::{AuthError, StoreError};
 pub use nonce::{MemoryNonceStore, NonceOutcome, NonceStore};

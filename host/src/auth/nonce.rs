@@ -17,6 +17,9 @@ pub enum NonceOutcome {
     Fresh,
     /// Already remembered for this key: the request is a replay.
     Replayed,
+    /// The key is no longer active (revoked since it was resolved): nothing was recorded and
+    /// the request is refused as signed by an unknown key.
+    KeyInactive,
 }
 
 /// Remembers nonces per key id. Implementations must make check-and-insert atomic (a

@@ -177,6 +177,7 @@ pub async fn verify<K: KeyResolver, N: NonceStore>(
             created: profile.created,
         }),
         NonceOutcome::Replayed => Err(AuthError::NonceReplayed),
+        NonceOutcome::KeyInactive => Err(AuthError::UnknownKey),
     }
 }
 

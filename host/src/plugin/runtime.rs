@@ -709,13 +709,25 @@ impl Plugin {
             .await
     }
 
-    /// [`Plugin::sign`] on the blocking pool, under the outer timeout.
+    /// [`Plugin::sign`], the call on every request's path. A built-in component's `sign`
+    /// runs right here on the caller's thread: it takes microseconds, and moving it to the
+    /// blocking pool and back costs more than the call. Any other component's runs on the
+    /// blocking pool under the outer timeout, so that one that spins until its deadline
+    /// cannot hold up the server's async workers meanwhile.
     pub async fn sign_async(
         self: &Arc<Self>,
         request: HttpRequest,
         credential: Credential,
         now: u64,
     ) -> Result<Result<HttpRequest, ProviderError>, PluginError> {
+        if matches!(self.source, Source::BuiltIn(_)) {
+            let started = std::time::Instant::now();
+            let result = self.sign(&request, &credential, now);
+            if let Some(observer) = &self.shared.config.observer {
+                (observer.0)(&self.info.id, "sign", started.elapsed(), result.is_ok());
+            }
+            return result;
+        }
         self.run_async("sign", move |p| p.sign(&request, &credential, now))
             .await
     }

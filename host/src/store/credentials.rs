@@ -21,7 +21,7 @@ pub const SEALED_KIND: &str = "credential";
 
 const TABLE: &str = "credentials";
 
-const COLUMNS: &str = "id, app_id, provider, sealed, key_version, metadata, expires_at, revision, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, app_id, provider, sealed, key_version, metadata, expires_at, revision, created_at, updated_at";
 
 /// One stored credential.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl fmt::Debug for CredentialRecord {
     }
 }
 
-type Row = (
+pub(super) type Row = (
     String,
     String,
     String,
@@ -86,7 +86,7 @@ type Row = (
     i64,
 );
 
-fn from_row(row: Row) -> Result<CredentialRecord, StoreError> {
+pub(super) fn from_row(row: Row) -> Result<CredentialRecord, StoreError> {
     let (id, app_id, provider, sealed, version, metadata, expires, revision, created, updated) =
         row;
     let corrupt = |detail: String| StoreError::Corrupt {

@@ -50,6 +50,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A batched statement (see `crate::batch`) failed for every request in its batch.
+    #[error("database error in a batch: {0}")]
+    Batch(String),
 }
 
 impl StoreError {

@@ -7,6 +7,7 @@
 
 use tessera_proto::grants::{GrantKind, GrantStatus, Principal};
 
+use super::credentials::{self, CredentialRecord};
 use super::{AppId, CredentialId, Db, GrantId, StoreError, Timestamp, on_conn};
 
 const TABLE: &str = "grants";
@@ -181,6 +182,117 @@ pub async fn get(
         .fetch_optional(&mut *conn)
         .await?;
         row.map(from_row).transpose()
+    })
+}
+
+/// The `SELECT … FROM` of the joined reads: every grant column, then every credential
+/// column, each qualified by its table's alias.
+static JOINED_SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let qualified = |alias: &str, columns: &str| {
+        columns
+            .split(',')
+            .map(|c| format!("{alias}.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "SELECT {}, {} FROM grants g \
+         LEFT JOIN credentials c ON c.id = g.credential_id AND c.app_id = g.app_id",
+        qualified("g", COLUMNS),
+        qualified("c", credentials::COLUMNS),
+    )
+});
+
+/// Decodes a row of [`JOINED_SELECT`] (of either backend).
+macro_rules! decode_joined {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        let grant: Row = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get(5)?,
+            row.try_get(6)?,
+            row.try_get(7)?,
+            row.try_get(8)?,
+            row.try_get(9)?,
+            row.try_get(10)?,
+            row.try_get(11)?,
+            row.try_get(12)?,
+            row.try_get(13)?,
+        );
+        let credential_id: Option<String> = row.try_get(14)?;
+        let credential = match credential_id {
+            None => None,
+            Some(credential_id) => Some(credentials::from_row((
+                credential_id,
+                row.try_get(15)?,
+                row.try_get(16)?,
+                row.try_get(17)?,
+                row.try_get(18)?,
+                row.try_get(19)?,
+                row.try_get(20)?,
+                row.try_get(21)?,
+                row.try_get(22)?,
+                row.try_get(23)?,
+            ))?),
+        };
+        (from_row(grant)?, credential)
+    }};
+}
+
+/// Grant `id` of app `app_id` and the credential it uses (`None` if that row is gone), in
+/// one read: what every call needs before signing.
+pub async fn get_with_credential(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: GrantId,
+) -> Result<Option<(GrantRecord, Option<CredentialRecord>)>, StoreError> {
+    on_conn!(db, |conn| {
+        let row = sqlx::query(&format!(
+            "{} WHERE g.id = $1 AND g.app_id = $2",
+            *JOINED_SELECT
+        ))
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(decode_joined!(&row))),
+            None => Ok(None),
+        }
+    })
+}
+
+/// [`get_with_credential`] for several grants of any apps in one read, for the request
+/// path's read batcher. Returns the grants found, in no particular order: the caller matches
+/// them to the apps that asked, so that a grant never answers another app's request.
+pub async fn get_many_with_credential(
+    db: impl Into<Db<'_>>,
+    ids: &[GrantId],
+) -> Result<Vec<(GrantRecord, Option<CredentialRecord>)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = (1..=ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("{} WHERE g.id IN ({placeholders})", *JOINED_SELECT);
+    on_conn!(db, |conn| {
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            found.push(decode_joined!(row));
+        }
+        Ok(found)
     })
 }
 

@@ -28,6 +28,171 @@ pub async fn remember(
     })
 }
 
+/// What [`remember_for_active_key`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remembered {
+    /// The nonce was new and is now recorded.
+    Fresh,
+    /// The nonce was recorded before: a replay.
+    Replayed,
+    /// No active key has this id (revoked or deleted): nothing was recorded.
+    KeyInactive,
+}
+
+/// [`remember`], in the same statement checking that `key_id` names an active (not revoked)
+/// key in `api_keys`. A verifier that keeps opened signing keys in memory relies on it:
+/// revoking a key takes effect on its next request, on every host instance, without a
+/// separate read of the key per request.
+pub async fn remember_for_active_key(
+    db: impl Into<Db<'_>>,
+    key_id: &str,
+    nonce: &str,
+    expires_at: Timestamp,
+) -> Result<Remembered, StoreError> {
+    on_conn!(db, |conn| {
+        let done = sqlx::query(
+            "INSERT INTO nonces (key_id, nonce, expires_at) \
+             SELECT $1, $2, $3 WHERE EXISTS \
+             (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL) \
+             ON CONFLICT (key_id, nonce) DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(nonce)
+        .bind(expires_at.unix_millis())
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Remembered::Fresh);
+        }
+        // Rare: tell a replay from a key revoked meanwhile.
+        let active: Option<String> =
+            sqlx::query_scalar("SELECT id FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+                .bind(key_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(if active.is_some() {
+            Remembered::Replayed
+        } else {
+            Remembered::KeyInactive
+        })
+    })
+}
+
+/// One nonce of a [`remember_many`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceUse {
+    /// The key id the request named.
+    pub key_id: String,
+    /// Its nonce.
+    pub nonce: String,
+    /// Until when it must be remembered.
+    pub expires_at: Timestamp,
+}
+
+/// [`remember_for_active_key`] for many nonces in one statement (one write transaction):
+/// what the host's nonce batcher sends when concurrent requests arrive together. Answers
+/// in the order given; of two equal (key id, nonce) pairs in one batch only the first can be
+/// fresh.
+pub async fn remember_many(
+    db: impl Into<Db<'_>>,
+    uses: &[NonceUse],
+) -> Result<Vec<Remembered>, StoreError> {
+    use std::collections::{HashMap, HashSet};
+    use std::fmt::Write as _;
+
+    if uses.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The first occurrence of each pair goes into the statement; later ones are replays
+    // of it (or refused with it, when its key is inactive).
+    // Per pair: its place in `distinct` and the index in `uses` of its first occurrence.
+    let mut first: HashMap<(&str, &str), (usize, usize)> = HashMap::new();
+    let mut distinct: Vec<&NonceUse> = Vec::new();
+    for (i, u) in uses.iter().enumerate() {
+        first
+            .entry((u.key_id.as_str(), u.nonce.as_str()))
+            .or_insert_with(|| {
+                distinct.push(u);
+                (distinct.len() - 1, i)
+            });
+    }
+    let mut sql = String::from(
+        "INSERT INTO nonces (key_id, nonce, expires_at) \
+         SELECT v.column1, v.column2, v.column3 FROM (VALUES ",
+    );
+    for i in 0..distinct.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let n = 3 * i;
+        let _ = write!(sql, "(${}, ${}, ${})", n + 1, n + 2, n + 3);
+    }
+    sql.push_str(
+        ") AS v WHERE EXISTS \
+         (SELECT 1 FROM api_keys k WHERE k.id = v.column1 AND k.revoked_at IS NULL) \
+         ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce",
+    );
+    on_conn!(db, |conn| {
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for u in &distinct {
+            query = query
+                .bind(u.key_id.as_str())
+                .bind(u.nonce.as_str())
+                .bind(u.expires_at.unix_millis());
+        }
+        let inserted: HashSet<(String, String)> =
+            query.fetch_all(&mut *conn).await?.into_iter().collect();
+        let mut outcome: Vec<Remembered> = distinct
+            .iter()
+            .map(|u| {
+                if inserted.contains(&(u.key_id.clone(), u.nonce.clone())) {
+                    Remembered::Fresh
+                } else {
+                    Remembered::KeyInactive
+                }
+            })
+            .collect();
+        // Rare: a pair not inserted is a replay if its key is active.
+        let unsure: Vec<&str> = distinct
+            .iter()
+            .zip(&outcome)
+            .filter(|(_, o)| **o == Remembered::KeyInactive)
+            .map(|(u, _)| u.key_id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if !unsure.is_empty() {
+            let mut active = HashSet::new();
+            for key_id in unsure {
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(key_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                active.extend(found);
+            }
+            for (u, o) in distinct.iter().zip(outcome.iter_mut()) {
+                if *o == Remembered::KeyInactive && active.contains(&u.key_id) {
+                    *o = Remembered::Replayed;
+                }
+            }
+        }
+        Ok(uses
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let (at, first_use) = first[&(u.key_id.as_str(), u.nonce.as_str())];
+                match outcome[at] {
+                    // Only the first occurrence was inserted.
+                    Remembered::Fresh if i != first_use => Remembered::Replayed,
+                    o => o,
+                }
+            })
+            .collect())
+    })
+}
+
 /// Deletes the nonces that expired at or before `now`; returns how many.
 pub async fn purge_expired(db: impl Into<Db<'_>>, now: Timestamp) -> Result<u64, StoreError> {
     on_conn!(db, |conn| {
@@ -50,6 +215,9 @@ mod tests {
         racing_instances_see_a_nonce_fresh_exactly_once =>
             racing_instances_see_a_nonce_fresh_exactly_once;
         purge_removes_only_expired_nonces => purge_removes_only_expired_nonces;
+        nonces_of_inactive_keys_are_refused => nonces_of_inactive_keys_are_refused;
+        a_batch_answers_each_nonce_like_single_inserts =>
+            a_batch_answers_each_nonce_like_single_inserts;
     }
 
     const T: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -94,6 +262,121 @@ mod tests {
         // The expired one is forgotten, the live one still counts as seen.
         assert!(remember(s, "k", "old", later).await?);
         assert!(!remember(s, "k", "new", later).await?);
+        Ok(())
+    }
+
+    async fn nonces_of_inactive_keys_are_refused(db: &TestDb) -> anyhow::Result<()> {
+        use crate::store::{api_keys, apps};
+        use tessera_proto::scopes::Scope;
+        use tessera_proto::signing::{KeyId, KeyKind};
+
+        let s = db.store();
+        let app = apps::create(s, "nonce-app", T).await?;
+        let key_id = KeyId::parse("0123456789abcdef")?;
+        let record = api_keys::ApiKeyRecord {
+            key_id: key_id.clone(),
+            app_id: app.id,
+            kind: KeyKind::App,
+            agent_id: None,
+            scopes: vec![Scope::TokensRetrieve],
+            sealed_signing_key: vec![1, 2, 3],
+            fingerprint: "0".repeat(64),
+            created_at: T,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        api_keys::insert(s, &record).await?;
+        let id = key_id.as_str();
+        assert_eq!(
+            remember_for_active_key(s, id, "n1", T).await?,
+            Remembered::Fresh
+        );
+        assert_eq!(
+            remember_for_active_key(s, id, "n1", T).await?,
+            Remembered::Replayed
+        );
+        // An unknown key records nothing.
+        assert_eq!(
+            remember_for_active_key(s, "fedcba9876543210", "n2", T).await?,
+            Remembered::KeyInactive
+        );
+        assert!(
+            remember(s, "fedcba9876543210", "n2", T).await?,
+            "n2 was not recorded"
+        );
+        // A revoked key: refused from the next request on, replays included.
+        assert!(api_keys::revoke(s, &key_id, T).await?);
+        assert_eq!(
+            remember_for_active_key(s, id, "n3", T).await?,
+            Remembered::KeyInactive
+        );
+        assert_eq!(
+            remember_for_active_key(s, id, "n1", T).await?,
+            Remembered::KeyInactive
+        );
+        Ok(())
+    }
+
+    async fn a_batch_answers_each_nonce_like_single_inserts(db: &TestDb) -> anyhow::Result<()> {
+        use crate::store::{api_keys, apps};
+        use tessera_proto::scopes::Scope;
+        use tessera_proto::signing::{KeyId, KeyKind};
+
+        let s = db.store();
+        let app = apps::create(s, "batch-app", T).await?;
+        let mut ids = Vec::new();
+        for n in 1..=2_u8 {
+            let key_id = KeyId::parse(&format!("{n:016x}"))?;
+            api_keys::insert(
+                s,
+                &api_keys::ApiKeyRecord {
+                    key_id: key_id.clone(),
+                    app_id: app.id,
+                    kind: KeyKind::App,
+                    agent_id: None,
+                    scopes: vec![Scope::TokensRetrieve],
+                    sealed_signing_key: vec![n],
+                    fingerprint: format!("{n:064x}"),
+                    created_at: T,
+                    last_used_at: None,
+                    revoked_at: None,
+                },
+            )
+            .await?;
+            ids.push(key_id);
+        }
+        let (live, revoked) = (ids[0].as_str(), ids[1].as_str());
+        assert!(api_keys::revoke(s, &ids[1], T).await?);
+        assert!(remember(s, live, "seen-before", T).await?);
+        let u = |key: &str, nonce: &str| NonceUse {
+            key_id: key.to_owned(),
+            nonce: nonce.to_owned(),
+            expires_at: T,
+        };
+        let batch = [
+            u(live, "a"),
+            u(live, "seen-before"),
+            u(live, "a"),
+            u(revoked, "b"),
+            u("00000000000000ff", "c"),
+            u(live, "d"),
+        ];
+        assert_eq!(
+            remember_many(s, &batch).await?,
+            [
+                Remembered::Fresh,
+                Remembered::Replayed,
+                Remembered::Replayed,
+                Remembered::KeyInactive,
+                Remembered::KeyInactive,
+                Remembered::Fresh,
+            ]
+        );
+        // What the batch inserted counts as seen afterwards; what it refused does not.
+        assert!(!remember(s, live, "a", T).await?);
+        assert!(!remember(s, live, "d", T).await?);
+        assert!(remember(s, revoked, "b", T).await?);
+        assert!(remember_many(s, &[]).await?.is_empty());
         Ok(())
     }
 }

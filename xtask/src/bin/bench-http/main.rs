@@ -79,6 +79,26 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Load one call mode at one concurrency, optionally under `perf record` of the host:
+    /// for finding where the host's time goes, not for figures.
+    Profile {
+        /// The release `tessera` binary.
+        #[arg(long)]
+        tessera: PathBuf,
+        /// Where the data directory goes (removed at the end).
+        #[arg(long)]
+        work_dir: PathBuf,
+        /// `retrieve` or `proxy`.
+        #[arg(long, default_value = "retrieve")]
+        mode: String,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Record the host with `perf record -g` into this file.
+        #[arg(long)]
+        perf: Option<PathBuf>,
+    },
     /// Serve the "hello" baseline (internal).
     ServeHello,
     /// Serve the Stripe stand-in upstream (internal).
@@ -91,6 +111,32 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::ServeHello => servers::serve_hello(),
+        Cmd::Profile {
+            tessera,
+            work_dir,
+            mode,
+            concurrency,
+            seconds,
+            perf,
+        } => {
+            let tessera = std::path::absolute(tessera)?;
+            let work_dir = std::path::absolute(work_dir)?;
+            std::fs::create_dir_all(&work_dir)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(GENERATOR_THREADS)
+                .enable_all()
+                .build()?;
+            let result = rt.block_on(profile(
+                &tessera,
+                &work_dir,
+                &mode,
+                concurrency,
+                Duration::from_secs(seconds),
+                perf.as_deref(),
+            ));
+            std::fs::remove_dir_all(&work_dir).ok();
+            result
+        }
         Cmd::ServeUpstream { key } => servers::serve_upstream(&key),
         Cmd::Run {
             tessera,
@@ -575,6 +621,76 @@ async fn run(opts: &Opts) -> Result<String> {
         }
     }
     Ok(report(opts, &results))
+}
+
+/// The `profile` command: one closed-loop run of `mode` against a fresh host.
+async fn profile(
+    bin: &Path,
+    work_dir: &Path,
+    mode: &str,
+    concurrency: usize,
+    duration: Duration,
+    perf: Option<&Path>,
+) -> Result<()> {
+    let upstream = Server::spawn_printing_addr(
+        "upstream",
+        self_command(&["serve-upstream", "--key", STRIPE_KEY])?,
+    )?;
+    let dir = work_dir.join("host");
+    let prepared = tessera::prepare(bin, &dir)?;
+    let host = tessera::start(bin, &dir, &upstream.addr)?;
+    let app = App::new(&prepared.api_key, &format!("http://{}", host.addr))?;
+    let grant: Arc<str> = tessera::store_secret(&app, STRIPE_KEY).await?.into();
+    let call = match mode {
+        "retrieve" => retrieve_call(&app, &grant),
+        "proxy" => proxy_call(&app, &grant),
+        other => bail!("--mode is retrieve or proxy, not {other:?}"),
+    };
+    // Warm up before recording.
+    load::closed_loop(&call, concurrency, Duration::ZERO, Duration::from_secs(1)).await;
+    let recorder = match perf {
+        Some(out) => Some(
+            Command::new("perf")
+                .args(["record", "-F", "499", "-g", "-o"])
+                .arg(out)
+                .arg("-p")
+                .arg(host.child.id().to_string())
+                .arg("--")
+                .arg("sleep")
+                .arg(duration.as_secs().to_string())
+                .spawn()
+                .context("could not start perf")?,
+        ),
+        None => None,
+    };
+    let watch = Watch {
+        server: Some(&host),
+        upstream: None,
+        clk: servers::clock_ticks_per_second(),
+    };
+    let work = load::closed_loop(&call, concurrency, Duration::ZERO, duration);
+    let row = watch
+        .run(
+            if mode == "proxy" {
+                "tessera proxy"
+            } else {
+                "tessera retrieve"
+            },
+            concurrency,
+            work,
+        )
+        .await;
+    if let Some(mut recorder) = recorder {
+        recorder.wait()?;
+    }
+    ensure!(
+        row.sample.errors * 100 <= row.sample.total,
+        "{} of {} calls failed (first: {})",
+        row.sample.errors,
+        row.sample.total,
+        row.sample.first_error.as_deref().unwrap_or("?")
+    );
+    Ok(())
 }
 
 /// Closed-loop sweep of hello and tessera retrieve, then both at half of tessera's peak on a

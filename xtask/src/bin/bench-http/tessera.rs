@@ -73,7 +73,8 @@ pub fn prepare(bin: &Path, dir: &Path) -> Result<Prepared> {
 /// (`127.0.0.1:PORT`). Logs at `warn`, so a request log does not weigh on the figures.
 pub fn start(bin: &Path, dir: &Path, upstream: &str) -> Result<Server> {
     let mut cmd = tessera(bin, dir, &["serve", "--listen", "127.0.0.1:0"]);
-    cmd.env("TESSERA_LOG", "warn").env(
+    let log = std::env::var("BENCH_TESSERA_LOG").unwrap_or_else(|_| "warn".to_owned());
+    cmd.env("TESSERA_LOG", log).env(
         "TESSERA_EGRESS_OVERRIDES",
         format!("api.stripe.com=http://{upstream}"),
     );
