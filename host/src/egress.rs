@@ -4,7 +4,9 @@
 //!
 //! Owns: checking a URL against a provider's declared `allowed-hosts` (exact names, `*.`
 //! wildcards for subdomains, `{param}` templates filled from credential metadata and
-//! connection parameters, optional `:port`), `https` only; never following a redirect (a
+//! connection parameters, optional `:port`; an entry that is one placeholder alone may take
+//! `host:port` or an absolute URL's host and port, as the provider SDK's `hosts` module
+//! does), `https` only; never following a redirect (a
 //! `3xx` is handed back as it is, so no credential can be walked to another host); connect and
 //! total timeouts; a response size cap; dropping hop-by-hop headers; and operator-configured
 //! origin overrides (`egress.overrides`), applied after the allow-list check, that send a
@@ -142,8 +144,18 @@ fn pattern_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// Fills `{name}` placeholders from `params`; a missing value or one that is not made of
-/// host characters makes the entry unusable.
+/// host characters makes the entry unusable. An entry that is a single placeholder also takes
+/// `host:port` or an absolute `http(s)` URL, of which only the host and port count (the
+/// generic `oauth2` provider is configured with its issuer's URL).
 fn fill_template(entry: &str, params: &[(String, String)]) -> Option<String> {
+    if let Some(name) = entry
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .filter(|name| !name.contains(['{', '}']))
+    {
+        let value = params.iter().find(|(k, _)| k == name).map(|(_, v)| v)?;
+        return authority_of(value);
+    }
     let mut out = String::with_capacity(entry.len());
     let mut rest = entry;
     while let Some(start) = rest.find('{') {
@@ -166,6 +178,37 @@ fn fill_template(entry: &str, params: &[(String, String)]) -> Option<String> {
     }
     out.push_str(rest);
     Some(out)
+}
+
+/// The `host[:port]` of a whole-entry template value: a host name with an optional port, or
+/// the host and port of an absolute `http(s)` URL; user info, IPv6 literals, a bad port or any
+/// other character make it unusable.
+fn authority_of(value: &str) -> Option<String> {
+    let authority = match value.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http") =>
+        {
+            &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())]
+        }
+        Some(_) => return None,
+        None => value,
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    (host_ok && port_ok).then(|| authority.to_ascii_lowercase())
 }
 
 /// The host's HTTP client for provider traffic. Cheap to clone.
@@ -410,6 +453,46 @@ mod tests {
         }
         let evil = vec![("shop".to_owned(), "evil.com/x".to_owned())];
         assert!(check_url("https://evil.com/x.myshopify.com", &list, &evil).is_err());
+    }
+
+    #[test]
+    fn a_whole_entry_template_takes_a_urls_host_and_port() {
+        let list = allowed(&["{api_host}", "{issuer}", "{shop}.myshopify.com"]);
+        let params = vec![
+            ("api_host".to_owned(), "api.example.com:8443".to_owned()),
+            (
+                "issuer".to_owned(),
+                "https://IdP.example.com/realms/acme".to_owned(),
+            ),
+            ("shop".to_owned(), "https://evil.com".to_owned()),
+        ];
+        assert!(check_url("https://api.example.com:8443/v1", &list, &params).is_ok());
+        assert!(check_url("https://idp.example.com/realms/acme/token", &list, &params).is_ok());
+        for url in [
+            "https://api.example.com/v1",
+            "https://idp.example.com:8443/",
+            "https://evil.com/",
+            "https://evil.com.myshopify.com/",
+        ] {
+            assert!(
+                matches!(
+                    check_url(url, &list, &params),
+                    Err(EgressError::HostNotAllowed { .. })
+                ),
+                "{url}"
+            );
+        }
+        for bad in [
+            "https://u@idp.example.com/",
+            "ftp://idp.example.com",
+            "idp.example.com:0",
+        ] {
+            let params = vec![("issuer".to_owned(), bad.to_owned())];
+            assert!(
+                check_url("https://idp.example.com/", &list, &params).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tessera_host::store::testing::TestDb;
 use tessera_host::store::{BackendKind, DatabaseConfig};
 
-const BUILTINS: &[&str] = &["aws", "github", "google", "stripe"];
+const BUILTINS: &[&str] = &["aws", "github", "google", "oauth2", "stripe"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -333,6 +333,10 @@ fn on_both_backends(scenario: impl Fn(&Path, &[(&str, &str)]) -> Result<()>) -> 
 /// Managed secrets, grants, retrieve and proxy through the SDK (tests/cli/calls.rs).
 #[path = "cli/calls.rs"]
 mod calls;
+
+/// The `oidc-provider` test peer (tests/peers/oidc-server.mjs), its login pages driven over HTTP.
+#[path = "cli/oidc_peer.rs"]
+mod oidc_peer;
 
 mod init {
     use super::*;

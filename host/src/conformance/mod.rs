@@ -647,11 +647,13 @@ fn check_info(info: &ProviderInfo) -> CheckResult {
     }
     for h in &info.allowed_hosts {
         let bare = h.strip_prefix("*.").unwrap_or(h);
+        // A template (`{api_host}`) is a host name only once filled in.
+        let templated = bare.contains('{');
         if bare.is_empty()
             || bare.contains('/')
             || bare.contains(':')
             || bare.contains('*')
-            || !bare.contains('.')
+            || (!templated && !bare.contains('.'))
         {
             problems.push(format!(
                 "allowed host `{h}` must be a host name, optionally `*.` prefixed"

@@ -3,7 +3,11 @@
 //! Entries are exact host names (`api.github.com`), leading wildcards (`*.googleapis.com`,
 //! matching subdomains only, never the bare domain), or templates over credential metadata
 //! and connection parameters (`{shop}.myshopify.com`). An entry may name a port
-//! (`host:8443`); without one, only the scheme's default port is allowed. Signing is
+//! (`host:8443`); without one, only the scheme's default port is allowed. An entry that is
+//! one placeholder and nothing else (`{api_host}`, `{issuer}`) may also take a value with a
+//! port (`127.0.0.1:8443`) or an absolute `http(s)` URL, of which the host and port count
+//! (`https://idp.example.com/realms/acme` gives `idp.example.com`), so a provider configured
+//! with URLs (a generic `OpenID` Connect issuer) can allow exactly their hosts. Signing is
 //! `https` only: a credential is never attached to a plain-text request.
 
 use crate::ProviderError;
@@ -47,8 +51,21 @@ fn pattern_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// Fills `{name}` placeholders from `params`. A placeholder without a value, or a value that is
-/// not made of host characters (`A-Z a-z 0-9 - .`), makes the entry unusable (`None`).
+/// not made of host characters (`A-Z a-z 0-9 - .`), makes the entry unusable (`None`). An
+/// entry that is a single placeholder also takes `host:port` or an absolute `http(s)` URL
+/// (see [`authority_of`]).
 pub fn fill_template(entry: &str, params: &[(String, String)]) -> Option<String> {
+    if let Some(name) = entry
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .filter(|name| !name.contains(['{', '}']))
+    {
+        let value = params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())?;
+        return authority_of(value);
+    }
     let mut out = String::with_capacity(entry.len());
     let mut rest = entry;
     while let Some(start) = rest.find('{') {
@@ -74,6 +91,37 @@ pub fn fill_template(entry: &str, params: &[(String, String)]) -> Option<String>
     }
     out.push_str(rest);
     Some(out)
+}
+
+/// The `host[:port]` a whole-entry template value stands for: the value itself when it is a
+/// host name with an optional port, or the host and port of an absolute `http(s)` URL. User
+/// info, IPv6 literals, an empty or zero port, or any other character make it `None`.
+pub fn authority_of(value: &str) -> Option<String> {
+    let authority = match value.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http") =>
+        {
+            &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())]
+        }
+        Some(_) => return None,
+        None => value,
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    (host_ok && port_ok).then(|| authority.to_ascii_lowercase())
 }
 
 /// Parses `url` and checks it is `https` and inside `allowed`; the error names only the host.
@@ -148,6 +196,53 @@ mod tests {
             &meta(&[("shop", "evil.com/")])
         ));
         assert_eq!(fill_template("{a", &[]), None);
+    }
+
+    #[test]
+    fn a_whole_entry_template_takes_a_port_or_a_urls_host_and_port() {
+        let allowed = ["{api_host}", "{issuer}"];
+        let params = meta(&[
+            ("api_host", "127.0.0.1:8443"),
+            ("issuer", "https://IdP.example.com/realms/acme"),
+        ]);
+        assert!(host_allowed("127.0.0.1", 8443, 443, &allowed, &params));
+        assert!(!host_allowed("127.0.0.1", 443, 443, &allowed, &params));
+        assert!(host_allowed("idp.example.com", 443, 443, &allowed, &params));
+        assert!(!host_allowed(
+            "idp.example.com",
+            8443,
+            443,
+            &allowed,
+            &params
+        ));
+        let loopback = meta(&[("issuer", "http://127.0.0.1:39001")]);
+        assert!(host_allowed(
+            "127.0.0.1",
+            39001,
+            443,
+            &["{issuer}"],
+            &loopback
+        ));
+        for bad in [
+            "https://user@idp.example.com/",
+            "ftp://idp.example.com/",
+            "https://[::1]:8443/",
+            "idp.example.com:",
+            "idp.example.com:0",
+            "idp.example.com:99999",
+            "idp.example.com:1:2",
+            "https://",
+            "idp.example.com/x",
+        ] {
+            assert_eq!(authority_of(bad), None, "{bad}");
+            let params = meta(&[("issuer", bad)]);
+            assert_eq!(fill_template("{issuer}", &params), None, "{bad}");
+        }
+        // Inside a longer entry a value is still a bare host label, never a URL or a port.
+        let shop = meta(&[("shop", "https://acme")]);
+        assert_eq!(fill_template("{shop}.myshopify.com", &shop), None);
+        let shop = meta(&[("shop", "acme:8443")]);
+        assert_eq!(fill_template("{shop}.myshopify.com", &shop), None);
     }
 
     #[test]
