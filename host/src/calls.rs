@@ -26,10 +26,12 @@ use tessera_proto::calls::{
 };
 
 use crate::audit::{self, Action, Actor, ActorKind, AuditEntry, AuditError, AuditLog, Outcome};
-use crate::egress::{self, EgressError};
+use crate::egress::{self, EgressError, OpenResponse};
 use crate::grants::{GrantError, Grants, Owner, Resolved, provider_error_text, unix_seconds};
+use crate::oauth::config::ProviderConfigs;
+use crate::oauth::refresh::{Reason, Refresher};
 use crate::plugin::PluginError;
-use crate::plugin::types::{HttpRequest, ProviderError};
+use crate::plugin::types::{Classification, HttpRequest, ProviderError};
 use crate::store::{AgentId, Timestamp};
 
 /// The largest request body a proxied call may carry, in bytes (after base64 decoding).
@@ -118,6 +120,7 @@ impl CallError {
             GrantError::Invalid(_) => codes::INVALID_REQUEST,
             GrantError::Rejected { .. } => codes::PROVIDER_REJECTED,
             GrantError::Component { .. } => codes::COMPONENT_FAILED,
+            GrantError::RefreshFailed { .. } => codes::REFRESH_FAILED,
             GrantError::Egress(e) => egress_code(e),
             GrantError::Conflict(_) => "grant_conflict",
             GrantError::AuditUnavailable(_) => codes::AUDIT_UNAVAILABLE,
@@ -154,7 +157,10 @@ pub fn status_for_code(code: &str) -> u16 {
         codes::GRANT_REAUTH_REQUIRED | "grant_conflict" => 409,
         codes::INVALID_REQUEST | codes::HOST_NOT_ALLOWED => 400,
         codes::PROVIDER_REJECTED => 422,
-        codes::PROVIDER_UNREACHABLE | codes::COMPONENT_FAILED | codes::RESPONSE_TOO_LARGE => 502,
+        codes::PROVIDER_UNREACHABLE
+        | codes::COMPONENT_FAILED
+        | codes::RESPONSE_TOO_LARGE
+        | codes::REFRESH_FAILED => 502,
         codes::AUDIT_UNAVAILABLE => 503,
         _ => 500,
     }
@@ -208,6 +214,7 @@ impl std::fmt::Debug for ProxyResponse {
 pub struct Calls {
     grants: Grants,
     audit: AuditLog,
+    refresher: Refresher,
 }
 
 /// What one call's audit row says about the request (filled as the call proceeds).
@@ -262,7 +269,31 @@ impl Trail {
 impl Calls {
     /// A call service over the grant service and the audit log.
     pub fn new(grants: Grants, audit: AuditLog) -> Self {
-        Self { grants, audit }
+        let configs = ProviderConfigs::new(
+            grants.store().clone(),
+            grants.keys().clone(),
+            grants.registry().clone(),
+            audit.clone(),
+        );
+        let timeout = grants.egress().timeout();
+        let refresher = Refresher::new(grants.clone(), configs, timeout);
+        Self {
+            grants,
+            audit,
+            refresher,
+        }
+    }
+
+    /// The same service, refreshing OAuth tokens that expire within `skew`.
+    #[must_use]
+    pub fn with_refresh_skew(mut self, skew: std::time::Duration) -> Self {
+        self.refresher = self.refresher.with_skew(skew);
+        self
+    }
+
+    /// The token refresher.
+    pub fn refresher(&self) -> &Refresher {
+        &self.refresher
     }
 
     /// The grant service.
@@ -386,7 +417,9 @@ impl Calls {
             body,
         };
         let signed = self.sign(&resolved, described.clone()).await?;
-        egress::check_url(&signed.url, &info.allowed_hosts, &resolved.params)
+        self.grants
+            .egress()
+            .check_url(&signed.url, &info.allowed_hosts, &resolved.params)
             .map_err(|e| from_egress(&provider, e))?;
         let set_headers = changed_headers(&described.headers, &signed.headers);
         self.grants.touch(resolved.grant.id).await;
@@ -420,7 +453,13 @@ impl Calls {
             .ok_or_else(|| CallError::Invalid("name the grant to use (grant_id)".into()))?;
         let resolved = self.grants.resolve(cx.owner, grant_id).await?;
         trail.resolved(&resolved);
-        egress::check_url(url, &resolved.plugin.info().allowed_hosts, &resolved.params)
+        let resolved = self
+            .refresher
+            .ensure_fresh(resolved, Reason::Expiring)
+            .await?;
+        self.grants
+            .egress()
+            .check_url(url, &resolved.plugin.info().allowed_hosts, &resolved.params)
             .map_err(|e| from_egress(&resolved.grant.provider, e))?;
         Ok((method, resolved))
     }
@@ -473,6 +512,57 @@ impl Calls {
         }
     }
 
+    /// The provider answered `401` to `resolved`'s credential. If the component classifies it
+    /// as a credential problem, refreshes once and sends the (buffered, so replayable)
+    /// request again with the new credential; returns the response to relay and, after a
+    /// retry, the request as signed the second time. A dead refresh token is
+    /// `grant_reauth_required`; any other refresh failure relays the first answer.
+    async fn retry_after_refresh(
+        &self,
+        resolved: &Resolved,
+        open: OpenResponse,
+        described: HttpRequest,
+    ) -> Result<(OpenResponse, Option<HttpRequest>), CallError> {
+        let provider = resolved.grant.provider.clone();
+        let info = resolved.plugin.info();
+        let first = open
+            .into_response()
+            .await
+            .map_err(|e| from_egress(&provider, e))?;
+        let unauthorized = matches!(
+            resolved
+                .plugin
+                .classify_async(first.clone(), unix_seconds())
+                .await,
+            Ok(Classification::Unauthorized)
+        );
+        if !unauthorized {
+            return Ok((OpenResponse::buffered(first), None));
+        }
+        let seen = resolved.revision;
+        let fresh = match self
+            .refresher
+            .ensure_fresh(self.grants.reload(resolved).await?, Reason::Refused)
+            .await
+        {
+            Ok(fresh) if fresh.revision != seen => fresh,
+            Ok(_) => return Ok((OpenResponse::buffered(first), None)),
+            Err(e @ GrantError::ReauthRequired { .. }) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(grant = %resolved.grant.id, error = %e, "refresh after a 401 failed");
+                return Ok((OpenResponse::buffered(first), None));
+            }
+        };
+        let signed = self.sign(&fresh, described).await?;
+        let again = self
+            .grants
+            .egress()
+            .open(&signed, &info.allowed_hosts, &fresh.params)
+            .await
+            .map_err(|e| from_egress(&provider, e))?;
+        Ok((again, Some(signed)))
+    }
+
     async fn proxy_inner(
         &self,
         cx: &CallContext,
@@ -499,24 +589,30 @@ impl Calls {
             .cloned()
             .collect();
         let body_len = body.len();
-        let signed = self
-            .sign(
-                &resolved,
-                HttpRequest {
-                    method,
-                    url: request.url.clone(),
-                    headers,
-                    body,
-                },
-            )
-            .await?;
+        let described = HttpRequest {
+            method,
+            url: request.url.clone(),
+            headers,
+            body,
+        };
+        let mut signed = self.sign(&resolved, described.clone()).await?;
         self.grants.touch(resolved.grant.id).await;
-        let open = self
+        let mut open = self
             .grants
             .egress()
             .open(&signed, &info.allowed_hosts, &resolved.params)
             .await
             .map_err(|e| from_egress(&provider, e))?;
+        let mut retried = false;
+        if open.status == 401 && Refresher::refreshable(&resolved) {
+            let (again, signed_again) =
+                self.retry_after_refresh(&resolved, open, described).await?;
+            open = again;
+            if let Some(s) = signed_again {
+                signed = s;
+                retried = true;
+            }
+        }
         let wire = json!({
             "status": open.status,
             "request": {
@@ -527,6 +623,7 @@ impl Calls {
             "response": {
                 "headers": audit::redact_headers(&open.headers),
             },
+            "retried_after_refresh": retried,
         });
         let status = open.status;
         let headers = open.headers.clone();

@@ -26,6 +26,7 @@ use crate::{conformance, keys, scaffold, server, setup};
 
 mod audit;
 mod grants;
+mod providers;
 
 pub use audit::{AuditCommand, ExportFormat};
 
@@ -66,7 +67,8 @@ pub enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
-    /// Provider components: list, inspect, check, scaffold.
+    /// Provider components: list, inspect, check, scaffold; an app's OAuth client for a
+    /// provider: configure, config, unconfigure.
     #[command(subcommand)]
     Provider(ProviderCommand),
     /// Apps: register and list.
@@ -112,7 +114,9 @@ pub enum KeyCommand {
         /// Make an agent key (`tsr_agent_…`) for this agent of the app, created if new.
         #[arg(long, value_name = "AGENT")]
         agent: Option<String>,
-        /// Tessera scopes, comma-separated (e.g. `tokens:retrieve,proxy:execute`).
+        /// Tessera scopes, comma-separated (e.g. `tokens:retrieve,proxy:execute`). There is
+        /// no default. `providers:write` is administrative (it changes the app's OAuth
+        /// clients): give it only to keys that configure providers.
         #[arg(long, required = true)]
         scopes: String,
     },
@@ -133,7 +137,8 @@ pub enum KeyCommand {
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Rotate the data key: store a new data key version, then re-encrypt every sealed value
-    /// (credentials, API keys' signing keys) with it, in batches, while hosts keep serving.
+    /// (credentials, API keys' signing keys, OAuth client secrets) with it, in batches, while
+    /// hosts keep serving.
     ///
     /// Running hosts need no restart: they learn the new version the first time they read a
     /// value sealed with it, and `tessera serve` re-encrypts stragglers in the background.
@@ -161,6 +166,15 @@ pub enum KeysCommand {
 pub enum ProviderCommand {
     /// List the providers this host serves.
     List,
+    /// Configure an app's OAuth client for a provider: client id, client secret (read from
+    /// standard input with `--client-secret -`, sealed at rest), scopes, redirect URI and
+    /// parameters. Running it again replaces the configuration; the stored client secret is
+    /// kept unless `--client-secret -` or `--clear-client-secret` is given.
+    Configure(providers::ConfigureArgs),
+    /// Show an app's OAuth client configuration for a provider (never the client secret).
+    Config(providers::ConfigArgs),
+    /// Remove an app's OAuth client configuration for a provider (and its client secret).
+    Unconfigure(providers::ConfigArgs),
     /// Show one provider's manifest, contract version, imports and hash.
     Inspect {
         /// A provider id, or the path of a `.wasm` component.
@@ -389,6 +403,22 @@ fn provider(config: &Config, cmd: ProviderCommand, json: bool) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         ProviderCommand::Check { files } => check(config, &files, json),
+        ProviderCommand::Configure(args) => {
+            let registry = registry(config, false)?;
+            with_apps(config, |apps| {
+                providers::configure(apps, registry, args, json)
+            })
+        }
+        ProviderCommand::Config(args) => {
+            let registry = registry(config, false)?;
+            with_apps(config, |apps| providers::show(apps, registry, args, json))
+        }
+        ProviderCommand::Unconfigure(args) => {
+            let registry = registry(config, false)?;
+            with_apps(config, |apps| {
+                providers::unconfigure(apps, registry, args, json)
+            })
+        }
         ProviderCommand::New {
             name,
             dir,

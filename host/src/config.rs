@@ -65,6 +65,9 @@ pub struct Config {
     pub plugins: PluginLimits,
     /// Outgoing requests to providers.
     pub egress: EgressConfig,
+    /// How many seconds before its expiry an OAuth access token is refreshed before use
+    /// (default 60). Also `TESSERA_REFRESH_SKEW_SECS`.
+    pub refresh_skew_secs: u64,
     /// PostgreSQL URL (`postgres://…`); when absent, an embedded SQLite database in the data
     /// directory. Also `TESSERA_DATABASE_URL`.
     pub database_url: Option<String>,
@@ -101,6 +104,10 @@ pub struct EgressConfig {
     /// and egress gateways; the provider's host allow-list still applies first. Also
     /// `TESSERA_EGRESS_OVERRIDES` (`host=origin,host=origin`).
     pub overrides: std::collections::BTreeMap<String, String>,
+    /// Lets plain `http` through to loopback hosts (`127.0.0.1`, `::1`, `localhost`) that a
+    /// provider's allow-list names, for test rigs with a local authorization server. Off by
+    /// default; everything else stays `https` only. Also `TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK`.
+    pub allow_http_loopback: bool,
 }
 
 impl Default for EgressConfig {
@@ -110,6 +117,7 @@ impl Default for EgressConfig {
             timeout_ms: 30_000,
             max_response_mib: 64,
             overrides: std::collections::BTreeMap::new(),
+            allow_http_loopback: false,
         }
     }
 }
@@ -151,6 +159,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             plugins: PluginLimits::default(),
             egress: EgressConfig::default(),
+            refresh_skew_secs: 60,
             database_url: None,
             master_key: None,
         }
@@ -242,6 +251,7 @@ impl Config {
                     .insert(host.trim().to_ascii_lowercase(), origin.trim().to_owned());
             }
         }
+        apply_call_env(&mut config, &env)?;
         if let Some(v) = env("TESSERA_DATABASE_URL").filter(|v| !v.is_empty()) {
             config.database_url = Some(v);
         }
@@ -353,6 +363,33 @@ impl Config {
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.plugins.deadline_ms)
     }
+}
+
+/// The egress and refresh settings that come from the environment
+/// (`TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK`, `TESSERA_REFRESH_SKEW_SECS`).
+fn apply_call_env(
+    config: &mut Config,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    if let Some(v) = env("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK").filter(|v| !v.is_empty()) {
+        config.egress.allow_http_loopback = match v.as_str() {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => {
+                return Err(ConfigError::Env {
+                    name: "TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK",
+                    message: "expected true or false".into(),
+                });
+            }
+        };
+    }
+    if let Some(v) = env("TESSERA_REFRESH_SKEW_SECS").filter(|v| !v.is_empty()) {
+        config.refresh_skew_secs = v.parse().map_err(|_| ConfigError::Env {
+            name: "TESSERA_REFRESH_SKEW_SECS",
+            message: "expected a whole number of seconds".into(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks that `url` is a bare `http`/`https` origin and returns it without a trailing slash.

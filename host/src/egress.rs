@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 use url::Url;
 
 use crate::config::EgressConfig;
@@ -81,6 +82,27 @@ pub fn check_url(
     allowed: &[String],
     params: &[(String, String)],
 ) -> Result<Url, EgressError> {
+    check_url_with(url, allowed, params, false)
+}
+
+/// Whether `host` (lower case, as `Url::host_str` gives it) is the loopback interface.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// [`check_url`], also letting plain `http` through to a loopback host (`127.0.0.0/8`, `::1`,
+/// `localhost`) when `http_loopback` is set (`egress.allow_http_loopback`, for test rigs).
+pub fn check_url_with(
+    url: &str,
+    allowed: &[String],
+    params: &[(String, String)],
+    http_loopback: bool,
+) -> Result<Url, EgressError> {
     let parsed = Url::parse(url)
         .map_err(|_| EgressError::InvalidRequest("the URL does not parse".into()))?;
     let host = parsed
@@ -91,7 +113,8 @@ pub fn check_url(
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
     };
-    if parsed.scheme() != "https" {
+    let loopback_http = http_loopback && parsed.scheme() == "http" && is_loopback(&host);
+    if parsed.scheme() != "https" && !loopback_http {
         return Err(EgressError::InvalidRequest(format!(
             "only https URLs are allowed, not {}:",
             parsed.scheme()
@@ -102,8 +125,9 @@ pub fn check_url(
             "the URL must not carry user info".into(),
         ));
     }
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    if host_allowed(&host, port, 443, allowed, params) {
+    let default_port = if loopback_http { 80 } else { 443 };
+    let port = parsed.port_or_known_default().unwrap_or(default_port);
+    if host_allowed(&host, port, default_port, allowed, params) {
         Ok(parsed)
     } else {
         Err(EgressError::HostNotAllowed { host: shown })
@@ -217,6 +241,8 @@ pub struct Egress {
     client: reqwest::Client,
     overrides: Arc<HashMap<String, Url>>,
     max_response: u64,
+    http_loopback: bool,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Egress {
@@ -235,28 +261,55 @@ pub struct OpenResponse {
     pub status: u16,
     /// The headers, hop-by-hop ones removed.
     pub headers: Vec<(String, String)>,
-    response: reqwest::Response,
+    body: Body,
     limit: u64,
     host: String,
 }
 
+/// Where an [`OpenResponse`]'s body comes from.
+#[derive(Debug)]
+enum Body {
+    /// Still on the wire.
+    Wire(reqwest::Response),
+    /// Already read (a response looked at before it was relayed).
+    Read(Bytes),
+}
+
 impl OpenResponse {
+    /// A response whose body was already read, to be relayed like one still on the wire.
+    pub fn buffered(response: HttpResponse) -> Self {
+        Self {
+            status: response.status,
+            headers: response.headers,
+            limit: u64::MAX,
+            host: String::new(),
+            body: Body::Read(Bytes::from(response.body)),
+        }
+    }
+
     /// The body as a stream of chunks, cut off with [`EgressError::TooLarge`] past the cap.
-    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, EgressError>> + Send + 'static {
+    pub fn into_stream(self) -> BoxStream<'static, Result<Bytes, EgressError>> {
         let limit = self.limit;
         let host = self.host;
         let mut seen: u64 = 0;
-        self.response.bytes_stream().map(move |chunk| {
-            let chunk = chunk.map_err(|e| EgressError::Unreachable {
-                host: host.clone(),
-                reason: transport_reason(&e),
-            })?;
-            seen = seen.saturating_add(chunk.len() as u64);
-            if seen > limit {
-                return Err(EgressError::TooLarge { limit });
-            }
-            Ok(chunk)
-        })
+        let response = match self.body {
+            Body::Read(bytes) => return futures_util::stream::once(async { Ok(bytes) }).boxed(),
+            Body::Wire(response) => response,
+        };
+        response
+            .bytes_stream()
+            .map(move |chunk| {
+                let chunk = chunk.map_err(|e| EgressError::Unreachable {
+                    host: host.clone(),
+                    reason: transport_reason(&e),
+                })?;
+                seen = seen.saturating_add(chunk.len() as u64);
+                if seen > limit {
+                    return Err(EgressError::TooLarge { limit });
+                }
+                Ok(chunk)
+            })
+            .boxed()
     }
 
     /// Reads the whole body (at most the cap).
@@ -296,11 +349,33 @@ impl Egress {
             tracing::warn!(%host, %url, "egress override: traffic for this host goes elsewhere");
             overrides.insert(host.to_ascii_lowercase(), url);
         }
+        if config.allow_http_loopback {
+            tracing::warn!(
+                "egress: plain http to loopback hosts is allowed (egress.allow_http_loopback)"
+            );
+        }
         Ok(Self {
             client,
             overrides: Arc::new(overrides),
             max_response: config.max_response_mib.saturating_mul(1 << 20),
+            http_loopback: config.allow_http_loopback,
+            timeout: Duration::from_millis(config.timeout_ms),
         })
+    }
+
+    /// How long one exchange may take in total.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// [`check_url`] under this client's settings (plain `http` to loopback where allowed).
+    pub fn check_url(
+        &self,
+        url: &str,
+        allowed: &[String],
+        params: &[(String, String)],
+    ) -> Result<Url, EgressError> {
+        check_url_with(url, allowed, params, self.http_loopback)
     }
 
     /// Sends `request` (after checking it against `allowed`) and returns the response with its
@@ -311,7 +386,7 @@ impl Egress {
         allowed: &[String],
         params: &[(String, String)],
     ) -> Result<OpenResponse, EgressError> {
-        let url = check_url(&request.url, allowed, params)?;
+        let url = self.check_url(&request.url, allowed, params)?;
         self.send_checked(request, url).await
     }
 
@@ -392,7 +467,7 @@ impl Egress {
         Ok(OpenResponse {
             status: response.status().as_u16(),
             headers,
-            response,
+            body: Body::Wire(response),
             limit: self.max_response,
             host,
         })
@@ -513,6 +588,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn plain_http_reaches_only_loopback_and_only_when_allowed() {
+        let list = allowed(&["127.0.0.1:4444", "localhost:4444", "idp.example:4444"]);
+        for url in ["http://127.0.0.1:4444/token", "http://localhost:4444/x"] {
+            assert!(check_url_with(url, &list, &[], true).is_ok(), "{url}");
+            assert!(
+                matches!(
+                    check_url_with(url, &list, &[], false),
+                    Err(EgressError::InvalidRequest(_))
+                ),
+                "{url}"
+            );
+        }
+        // Not loopback: https only, whatever the setting.
+        assert!(matches!(
+            check_url_with("http://idp.example:4444/", &list, &[], true),
+            Err(EgressError::InvalidRequest(_))
+        ));
+        // Loopback but not on the allow-list (wrong port, and http's default port 80).
+        for url in ["http://127.0.0.1:4445/", "http://127.0.0.1/"] {
+            assert!(
+                matches!(
+                    check_url_with(url, &list, &[], true),
+                    Err(EgressError::HostNotAllowed { .. })
+                ),
+                "{url}"
+            );
+        }
+    }
     #[test]
     fn errors_never_show_the_query() {
         let list = allowed(&["api.stripe.com"]);

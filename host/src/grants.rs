@@ -90,6 +90,14 @@ pub enum GrantError {
         /// What failed.
         source: PluginError,
     },
+    /// A credential could not be refreshed; the stored one is unchanged.
+    #[error("the {provider} credential could not be refreshed: {reason}")]
+    RefreshFailed {
+        /// The provider id.
+        provider: String,
+        /// What failed (never a token).
+        reason: String,
+    },
     /// A connect step could not be sent.
     #[error(transparent)]
     Egress(#[from] EgressError),
@@ -196,6 +204,53 @@ struct Connection {
     expires_at: Option<Timestamp>,
 }
 
+impl Connection {
+    /// What a finished connect flow stores: the secrets, scopes and expiry sealed; the
+    /// connection parameters and the provider's metadata (its own win) in the clear.
+    fn of(
+        connected: &crate::plugin::types::Connected,
+        connection_params: &[(String, String)],
+    ) -> Result<Self, GrantError> {
+        let mut metadata: BTreeMap<String, String> = connection_params.iter().cloned().collect();
+        metadata.extend(connected.credential.metadata.iter().cloned());
+        let payload = SealedCredential {
+            secrets: connected.credential.secrets.clone(),
+            scopes: connected.credential.scopes.clone(),
+            expires_at: connected.credential.expires_at,
+        };
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(&payload)
+                .map_err(|_| GrantError::Invalid("the credential could not be encoded".into()))?,
+        );
+        Ok(Self {
+            plaintext,
+            metadata,
+            account_label: connected.account_label.clone(),
+            scopes: connected.credential.scopes.clone(),
+            expires_at: connected
+                .credential
+                .expires_at
+                .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
+                .map(Timestamp::from_unix_millis),
+        })
+    }
+}
+
+/// A finished OAuth connect flow, for [`Grants::store_oauth_connection`].
+#[derive(Debug)]
+pub struct OAuthConnection<'a> {
+    /// The provider id.
+    pub provider: &'a str,
+    /// Whose grant it becomes.
+    pub principal: Principal,
+    /// What the component's connect flow produced.
+    pub connected: &'a crate::plugin::types::Connected,
+    /// The connection parameters in force (kept as credential metadata).
+    pub connection_params: &'a [(String, String)],
+    /// The connect session, for the audit row.
+    pub session_id: &'a str,
+}
+
 /// The outcome of storing a managed secret.
 #[derive(Debug)]
 pub struct Stored {
@@ -230,6 +285,8 @@ pub struct Resolved {
     pub params: Vec<(String, String)>,
     /// When the credential expires.
     pub expires_at: Option<Timestamp>,
+    /// The credential's revision as read (refresh compares and swaps on it).
+    pub revision: i64,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -360,6 +417,16 @@ impl Grants {
         &self.egress
     }
 
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The key ring credentials are sealed with.
+    pub fn keys(&self) -> &LiveRing {
+        &self.ring
+    }
+
     fn plugin(&self, id: &str) -> Result<Arc<Plugin>, GrantError> {
         self.registry
             .get(id)
@@ -400,39 +467,15 @@ impl Grants {
         let connected = self
             .run_connect(&plugin, &info, &request, &connection_params)
             .await?;
-        let mut metadata: BTreeMap<String, String> =
-            request.connection_params.clone().into_iter().collect();
-        metadata.extend(connected.credential.metadata.iter().cloned());
-        let payload = SealedCredential {
-            secrets: connected.credential.secrets.clone(),
-            scopes: connected.credential.scopes.clone(),
-            expires_at: connected.credential.expires_at,
-        };
-        let plaintext = Zeroizing::new(
-            serde_json::to_vec(&payload)
-                .map_err(|_| GrantError::Invalid("the credential could not be encoded".into()))?,
-        );
-        let account_label = connected.account_label.clone();
-        let scopes = connected.credential.scopes.clone();
-        let expires_at = connected
-            .credential
-            .expires_at
-            .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
-            .map(Timestamp::from_unix_millis);
-
+        let connection = Connection::of(&connected, &connection_params)?;
         let (grant_id, rotated) = self
             .store_connected(
                 owner,
                 &info,
-                &request,
+                request.grant_id.as_deref(),
+                GrantKind::ManagedSecret,
                 principal,
-                Connection {
-                    plaintext,
-                    metadata,
-                    account_label,
-                    scopes,
-                    expires_at,
-                },
+                connection,
             )
             .await?;
         let grant = self.get(owner, &grant_id.to_string()).await?;
@@ -449,13 +492,51 @@ impl Grants {
         Ok(Stored { grant, rotated })
     }
 
+    /// Stores the result of a finished OAuth connect flow as principal's grant: a new grant,
+    /// or, when the principal already has a live grant for the same upstream account, that
+    /// grant with the new tokens (a reconnect keeps the grant id and makes it active again).
+    /// Audited as `grant.create` or `grant.rotate` with `via` and the connect session id.
+    pub async fn store_oauth_connection(
+        &self,
+        app_id: AppId,
+        change: &Change,
+        c: OAuthConnection<'_>,
+    ) -> Result<Stored, GrantError> {
+        let OAuthConnection {
+            provider,
+            principal,
+            connected,
+            connection_params,
+            session_id,
+        } = c;
+        let plugin = self.plugin(provider)?;
+        let info = plugin.info().clone();
+        let owner = Owner::app(app_id);
+        let connection = Connection::of(connected, connection_params)?;
+        let (grant_id, rotated) = self
+            .store_connected(owner, &info, None, GrantKind::Oauth, principal, connection)
+            .await?;
+        let grant = self.get(owner, &grant_id.to_string()).await?;
+        let action = if rotated {
+            Action::GrantRotate
+        } else {
+            Action::GrantCreate
+        };
+        let mut detail = serde_json::Map::new();
+        detail.insert("connect_session".into(), session_id.into());
+        detail.insert("scopes".into(), serde_json::json!(grant.scopes));
+        self.record(change, app_id, action, &grant, detail).await?;
+        Ok(Stored { grant, rotated })
+    }
+
     /// Stores a validated connection: rotates the matching live grant's credential, or
     /// creates a credential and a grant. One transaction.
     async fn store_connected(
         &self,
         owner: Owner,
         info: &ProviderInfo,
-        request: &ManagedSecretRequest,
+        grant_id: Option<&str>,
+        kind: GrantKind,
         principal: Principal,
         c: Connection,
     ) -> Result<(GrantId, bool), GrantError> {
@@ -468,20 +549,21 @@ impl Grants {
         } = c;
         let now = Timestamp::now();
         let mut tx = self.store.begin().await?;
-        let existing = match &request.grant_id {
+        let existing = match grant_id {
             Some(id) => {
                 let gid = parse_grant_id(id)?;
                 let g = grant_repo::get(&mut tx, owner.app_id, gid, true)
                     .await?
                     .filter(|g| owner.may_use(g))
-                    .ok_or_else(|| GrantError::NotFound { id: id.clone() })?;
+                    .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
                 if g.revoked_at.is_some() {
-                    return Err(GrantError::Revoked { id: id.clone() });
+                    return Err(GrantError::Revoked { id: id.to_owned() });
                 }
-                if g.provider != info.id || g.kind != GrantKind::ManagedSecret {
+                if g.provider != info.id || g.kind != kind {
                     return Err(GrantError::Invalid(format!(
-                        "grant {id} is not a {} managed secret",
-                        info.id
+                        "grant {id} is not a {} {} grant",
+                        info.id,
+                        kind.as_str()
                     )));
                 }
                 Some(g)
@@ -536,7 +618,7 @@ impl Grants {
                 provider: info.id.clone(),
                 principal,
                 credential_id,
-                kind: GrantKind::ManagedSecret,
+                kind,
                 account_label,
                 scopes,
                 status: GrantStatus::Active,
@@ -818,7 +900,121 @@ impl Grants {
             credential,
             params,
             expires_at: record.expires_at,
+            revision: record.revision,
         })
+    }
+
+    /// `resolved` again with its credential read afresh from the database (after another
+    /// caller or host instance may have refreshed it). The grant row is not re-read.
+    pub async fn reload(&self, resolved: &Resolved) -> Result<Resolved, GrantError> {
+        let id = resolved.grant.id.to_string();
+        let record = credentials::get(
+            &self.store,
+            resolved.grant.app_id,
+            resolved.grant.credential_id,
+            false,
+        )
+        .await?
+        .filter(|c| !c.is_wiped())
+        .ok_or(GrantError::Revoked { id })?;
+        let credential = self.open(&record).await?;
+        let params = credential.metadata.clone();
+        Ok(Resolved {
+            grant: resolved.grant.clone(),
+            plugin: Arc::clone(&resolved.plugin),
+            credential,
+            params,
+            expires_at: record.expires_at,
+            revision: record.revision,
+        })
+    }
+
+    /// The credential record a refresh of `resolved` stores: the new secrets, scopes and
+    /// expiry sealed for the same credential id; the old metadata with the provider's new
+    /// metadata on top.
+    pub fn refreshed_record(
+        &self,
+        resolved: &Resolved,
+        connected: &crate::plugin::types::Connected,
+    ) -> Result<CredentialRecord, GrantError> {
+        let connection = Connection::of(connected, &resolved.params)?;
+        let sealed = self.seal(
+            resolved.grant.credential_id,
+            resolved.grant.app_id,
+            &connection.plaintext,
+        )?;
+        let now = Timestamp::now();
+        Ok(CredentialRecord {
+            id: resolved.grant.credential_id,
+            app_id: resolved.grant.app_id,
+            provider: resolved.grant.provider.clone(),
+            sealed: sealed.to_bytes(),
+            key_version: sealed.key_version(),
+            metadata: connection.metadata,
+            expires_at: connection.expires_at,
+            revision: resolved.revision,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Marks `resolved`'s grant as needing the user to connect again and audits it
+    /// (`grant.reauth_required`, by the host).
+    pub async fn mark_reauth_required(
+        &self,
+        resolved: &Resolved,
+        why: &str,
+    ) -> Result<(), GrantError> {
+        let g = &resolved.grant;
+        grant_repo::set_status(
+            &self.store,
+            g.app_id,
+            g.id,
+            GrantStatus::ReauthRequired,
+            Timestamp::now(),
+        )
+        .await?;
+        let grant = self.view(g.clone()).await?;
+        let mut detail = serde_json::Map::new();
+        detail.insert("why".into(), why.into());
+        let change = Change {
+            origin: Origin {
+                actor: crate::audit::Actor::new(crate::audit::ActorKind::Host, "refresh"),
+                via: crate::audit::Via::Api,
+            },
+            key_id: None,
+            caller: None,
+            request_id: None,
+            reason: None,
+        };
+        self.record(
+            &change,
+            g.app_id,
+            Action::GrantReauthRequired,
+            &grant,
+            detail,
+        )
+        .await
+    }
+
+    /// Audits a refresh of `resolved`'s credential (`grant.rotate`, `via: refresh`).
+    pub async fn record_refresh(&self, resolved: &Resolved) -> Result<(), GrantError> {
+        let g = &resolved.grant;
+        let grant = self.view(g.clone()).await?;
+        let mut detail = serde_json::Map::new();
+        detail.insert("refresh".into(), true.into());
+        let change = Change {
+            origin: Origin {
+                actor: crate::audit::Actor::new(crate::audit::ActorKind::Host, "refresh"),
+                via: crate::audit::Via::Api,
+            },
+            key_id: None,
+            caller: None,
+            request_id: None,
+            reason: None,
+        };
+        self.record(&change, g.app_id, Action::GrantRotate, &grant, detail)
+            .await
     }
 
     /// Records that grant `id` was used (informational, to within

@@ -20,6 +20,7 @@ pub mod egress;
 pub mod grants;
 pub mod keys;
 pub mod metrics;
+pub mod oauth;
 pub mod plugin;
 pub mod scaffold;
 pub mod server;

@@ -94,7 +94,9 @@ pub async fn serve(
         audit.clone(),
     );
     tokio::spawn(purge_nonces(apps.nonce_store()));
-    let api = ApiState::new(apps, Calls::new(grants, audit.clone()), &origin);
+    let calls = Calls::new(grants, audit.clone())
+        .with_refresh_skew(std::time::Duration::from_secs(config.refresh_skew_secs));
+    let api = ApiState::new(apps, calls, &origin);
     let app = router(AppState {
         config,
         registry,

@@ -157,10 +157,16 @@ pub mod codes {
     pub const PROVIDER_REJECTED: &str = "provider_rejected";
     /// The provider is not loaded on this host.
     pub const PROVIDER_NOT_FOUND: &str = "provider_not_found";
+    /// The app has no OAuth client configured for this provider (also for another app's).
+    pub const PROVIDER_CONFIG_NOT_FOUND: &str = "provider_config_not_found";
     /// The request is malformed (bad URL, method, header, base64, digest).
     pub const INVALID_REQUEST: &str = "invalid_request";
     /// The provider's response exceeded the host's size limit.
     pub const RESPONSE_TOO_LARGE: &str = "response_too_large";
+    /// The credential could not be refreshed (the token endpoint failed, timed out or
+    /// answered something unreadable); the stored credential is unchanged. Retrying later
+    /// may help; a dead refresh token is `grant_reauth_required` instead.
+    pub const REFRESH_FAILED: &str = "refresh_failed";
     /// The audit row could not be written, so the call was refused.
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
     /// The key lacks Tessera scopes.

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod calls;
+pub mod connect;
 pub mod grants;
 pub mod problem;
 pub mod providers;

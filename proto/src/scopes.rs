@@ -34,6 +34,10 @@ pub enum Scope {
     /// Start connect flows (consent URLs, headless connect).
     #[serde(rename = "connect:create")]
     ConnectCreate,
+    /// Configure the app's OAuth clients for providers (client id and secret, scopes,
+    /// redirect URI). Administrative: a key that only makes calls should not hold it.
+    #[serde(rename = "providers:write")]
+    ProvidersWrite,
     /// List and read approvals.
     #[serde(rename = "approvals:read")]
     ApprovalsRead,
@@ -47,7 +51,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in catalog order (the order listings and error messages use).
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::TokensRetrieve,
         Scope::ProxyExecute,
         Scope::GrantsRead,
@@ -55,6 +59,7 @@ impl Scope {
         Scope::AgentsRead,
         Scope::AgentsWrite,
         Scope::ConnectCreate,
+        Scope::ProvidersWrite,
         Scope::ApprovalsRead,
         Scope::ApprovalsWrite,
         Scope::AuditRead,
@@ -70,6 +75,7 @@ impl Scope {
             Scope::AgentsRead => "agents:read",
             Scope::AgentsWrite => "agents:write",
             Scope::ConnectCreate => "connect:create",
+            Scope::ProvidersWrite => "providers:write",
             Scope::ApprovalsRead => "approvals:read",
             Scope::ApprovalsWrite => "approvals:write",
             Scope::AuditRead => "audit:read",

@@ -26,7 +26,8 @@
 //
 // Test-only: GET /__stats answers what the token, revocation and introspection endpoints
 // were asked, so a test can assert, say, exactly one refresh per rotation and no
-// `invalid_grant`.
+// `invalid_grant`. POST /__revoke?token=ACCESS_TOKEN&what=access_token|grant ends one access
+// token, or the whole grant behind it, out of band.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -161,6 +162,31 @@ async function main() {
     if (ctx.method === 'GET' && ctx.path === '/__stats') {
       ctx.type = 'json';
       ctx.body = stats;
+      return;
+    }
+    // Test-only: what a user or the server itself does out of band. `token` names an access
+    // token; `what=access_token` revokes that token only (the next call with it gets 401),
+    // `what=grant` ends the whole grant (every access and refresh token of it), as when the
+    // user revokes the app at the server.
+    if (ctx.method === 'POST' && ctx.path === '/__revoke') {
+      const token = ctx.query.token ?? '';
+      const found = await provider.AccessToken.find(token);
+      if (!found) {
+        ctx.status = 404;
+        ctx.body = { error: 'no such access token' };
+        return;
+      }
+      if (ctx.query.what === 'grant') {
+        await Promise.all([
+          provider.AccessToken.revokeByGrantId(found.grantId),
+          provider.RefreshToken.revokeByGrantId(found.grantId),
+          provider.Grant.adapter.destroy(found.grantId),
+        ]);
+        stats.revoked_grants += 1;
+      } else {
+        await found.destroy();
+      }
+      ctx.status = 204;
       return;
     }
     await next();

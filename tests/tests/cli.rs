@@ -338,6 +338,20 @@ mod calls;
 #[path = "cli/oidc_peer.rs"]
 mod oidc_peer;
 
+/// OAuth connect end to end: consent page, the peer's login, callback, the grant in use
+/// (tests/cli/oauth_connect.rs).
+#[path = "cli/oauth_connect.rs"]
+mod oauth_connect;
+
+/// OAuth refresh end to end: expiry, a provider 401, a dead refresh token, three instances
+/// (tests/cli/oauth_refresh.rs).
+#[path = "cli/oauth_refresh.rs"]
+mod oauth_refresh;
+
+/// `tessera provider configure|config|unconfigure` (tests/cli/provider_config.rs).
+#[path = "cli/provider_config.rs"]
+mod provider_config;
+
 mod init {
     use super::*;
 

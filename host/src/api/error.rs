@@ -45,6 +45,12 @@ pub enum ApiError {
     /// A call (retrieve or proxy) failed.
     #[error(transparent)]
     Call(#[from] crate::calls::CallError),
+    /// A connect session operation failed.
+    #[error(transparent)]
+    Connect(#[from] crate::oauth::connect::FlowError),
+    /// A provider configuration operation failed.
+    #[error(transparent)]
+    ProviderConfig(#[from] crate::oauth::config::ConfigError),
     /// A service the request needs failed (database, audit); the cause is logged.
     #[error("{0}")]
     Internal(String),
@@ -67,6 +73,8 @@ impl ApiError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::Grant(e) => crate::calls::CallError::grant_code(e),
             Self::Call(e) => e.code(),
+            Self::Connect(e) => e.code(),
+            Self::ProviderConfig(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -82,6 +90,12 @@ impl ApiError {
             Self::BodyUnreadable | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Grant(e) => status_of(crate::calls::CallError::grant_code(e)),
             Self::Call(e) => status_of(e.code()),
+            Self::Connect(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Self::ProviderConfig(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -193,6 +207,40 @@ mod tests {
             None,
         )));
         assert!(!e.problem().detail.contains("/secret/path"));
+    }
+
+    #[test]
+    fn provider_config_errors_keep_their_codes_and_statuses() {
+        use crate::oauth::config::ConfigError;
+        let cases = [
+            (
+                ApiError::from(ConfigError::NotFound {
+                    provider: "github".into(),
+                }),
+                404,
+                "provider_config_not_found",
+            ),
+            (
+                ConfigError::ProviderNotFound { id: "nope".into() }.into(),
+                404,
+                "provider_not_found",
+            ),
+            (
+                ConfigError::Invalid("client_id is required".into()).into(),
+                400,
+                "invalid_request",
+            ),
+            (
+                ConfigError::Store(crate::store::StoreError::Batch("/secret/path".into())).into(),
+                500,
+                "internal_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let p = error.problem();
+            assert_eq!((p.status, p.code.as_str()), (status, code));
+            assert!(!p.detail.contains("/secret/path"), "{}", p.detail);
+        }
     }
 
     #[tokio::test]

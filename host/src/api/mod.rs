@@ -11,14 +11,16 @@
 mod audit;
 mod caller;
 mod calls;
+mod connect;
 mod error;
 mod grants;
 pub mod openapi;
+mod provider_config;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tessera_proto::problem::Problem;
 use tessera_proto::providers::ProviderSummary;
@@ -32,6 +34,8 @@ use crate::audit::AuditLog;
 use crate::auth::{DbKeyResolver, DbNonceStore};
 use crate::calls::Calls;
 use crate::grants::Grants;
+use crate::oauth::config::ProviderConfigs;
+use crate::oauth::connect::Connect;
 use crate::plugin::Registry;
 
 /// What the API handlers share.
@@ -53,13 +57,31 @@ pub struct ApiState {
     pub calls: Calls,
     /// The audit log.
     pub audit: AuditLog,
+    /// Per-app OAuth client configuration.
+    pub configs: ProviderConfigs,
+    /// Connect sessions and the hosted connect pages.
+    pub connect: Connect,
 }
 
 impl ApiState {
     /// The API state over the opened services and the public origin.
     pub fn new(apps: Apps, calls: Calls, public_origin: &str) -> Self {
         let grants = calls.grants().clone();
+        let configs = ProviderConfigs::new(
+            grants.store().clone(),
+            apps.keys().clone(),
+            grants.registry().clone(),
+            grants.audit().clone(),
+        );
+        let connect = Connect::new(
+            grants.clone(),
+            configs.clone(),
+            apps.keys().clone(),
+            public_origin,
+        );
         Self {
+            configs,
+            connect,
             public_origin: Arc::from(public_origin),
             keys: apps.key_resolver(),
             nonces: apps.nonce_store(),
@@ -83,6 +105,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/v1/whoami"),
     ("GET", "/v1/providers"),
+    ("PUT", "/v1/providers/{id}/config"),
+    ("GET", "/v1/providers/{id}/config"),
+    ("DELETE", "/v1/providers/{id}/config"),
     ("POST", "/v1/managed-secrets"),
     ("GET", "/v1/grants"),
     ("GET", "/v1/grants/{id}"),
@@ -90,6 +115,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/retrieve"),
     ("POST", "/v1/proxy"),
     ("GET", "/v1/audit"),
+    ("POST", "/v1/connect/sessions"),
+    ("GET", "/v1/connect/sessions/{id}"),
+    ("GET", "/connect/callback"),
+    ("GET", "/connect/{link}"),
+    ("POST", "/connect/{link}"),
 ];
 
 /// The `/v1` routes and the (unauthenticated) `OpenAPI` document, for a router whose state
@@ -102,6 +132,12 @@ where
     Router::new()
         .route("/v1/whoami", get(whoami))
         .route("/v1/providers", get(providers))
+        .route(
+            "/v1/providers/{id}/config",
+            put(provider_config::put_config)
+                .get(provider_config::get_config)
+                .delete(provider_config::delete_config),
+        )
         .route("/v1/managed-secrets", post(grants::set_managed_secret))
         .route("/v1/grants", get(grants::list_grants))
         .route(
@@ -111,6 +147,13 @@ where
         .route("/v1/retrieve", post(calls::retrieve))
         .route("/v1/proxy", post(calls::proxy))
         .route("/v1/audit", get(audit::list_audit))
+        .route("/v1/connect/sessions", post(connect::create_session))
+        .route("/v1/connect/sessions/{id}", get(connect::get_session))
+        .route("/connect/callback", get(connect::callback))
+        .route(
+            "/connect/{link}",
+            get(connect::consent_page).post(connect::consent_submit),
+        )
         .route("/openapi.json", get(openapi::openapi_json))
 }
 

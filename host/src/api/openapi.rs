@@ -51,6 +51,9 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         openapi_json,
         super::whoami,
         super::providers,
+        super::provider_config::put_config,
+        super::provider_config::get_config,
+        super::provider_config::delete_config,
         super::grants::set_managed_secret,
         super::grants::list_grants,
         super::grants::get_grant,
@@ -58,6 +61,11 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         super::calls::retrieve,
         super::calls::proxy,
         super::audit::list_audit,
+        super::connect::create_session,
+        super::connect::get_session,
+        super::connect::consent_page,
+        super::connect::consent_submit,
+        super::connect::callback,
     ),
     components(
         schemas(Problem),
@@ -67,10 +75,11 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
     tags(
         (name = "meta", description = "Health, readiness, metrics and this document; no authentication."),
         (name = "keys", description = "The signing key itself."),
-        (name = "providers", description = "The providers this host has loaded."),
+        (name = "providers", description = "The providers this host has loaded, and the app's OAuth client configuration for each."),
         (name = "grants", description = "Grants (a principal's access to a provider) and managed secrets."),
         (name = "calls", description = "Calls to providers: retrieve mode and proxy mode."),
         (name = "audit", description = "The app's audit log."),
+        (name = "connect", description = "Connecting end users' accounts at OAuth providers: sessions for apps (signed), and the consent page and callback for end users' browsers (unsigned)."),
     ),
 )]
 pub struct ApiDoc;

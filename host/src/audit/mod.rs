@@ -217,11 +217,15 @@ pub enum Action {
     KeyRevoke,
     /// The data keys or the master key were rotated.
     KeysRotate,
+    /// An app's OAuth client for a provider was configured or changed.
+    ProviderConfigure,
+    /// An app's OAuth client for a provider was removed.
+    ProviderUnconfigure,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 17] = [
         Action::TokensRetrieve,
         Action::ProxyExecute,
         Action::GrantCreate,
@@ -237,6 +241,8 @@ impl Action {
         Action::KeyCreate,
         Action::KeyRevoke,
         Action::KeysRotate,
+        Action::ProviderConfigure,
+        Action::ProviderUnconfigure,
     ];
 
     /// The stored name (`tokens.retrieve`, `proxy.execute`, `grant.revoke`, …).
@@ -257,6 +263,8 @@ impl Action {
             Action::KeyCreate => "key.create",
             Action::KeyRevoke => "key.revoke",
             Action::KeysRotate => "keys.rotate",
+            Action::ProviderConfigure => "provider.configure",
+            Action::ProviderUnconfigure => "provider.unconfigure",
         }
     }
 }
@@ -301,15 +309,18 @@ pub enum Via {
     Api,
     /// The end user's wallet.
     Wallet,
+    /// The hosted connect page (an end user finished a connect flow).
+    Connect,
 }
 
 impl Via {
-    /// `cli`, `api` or `wallet`.
+    /// `cli`, `api`, `wallet` or `connect`.
     pub fn as_str(self) -> &'static str {
         match self {
             Via::Cli => "cli",
             Via::Api => "api",
             Via::Wallet => "wallet",
+            Via::Connect => "connect",
         }
     }
 }

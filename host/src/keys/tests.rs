@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::apps::{Apps, KeyOwner};
 use crate::auth::KeyResolver as _;
+use crate::store::provider_configs::{self, ProviderConfigRecord, SealedSecret};
 use crate::store::testing::TestDb;
 use crate::store::{AppId, api_keys, apps, both_backends, credentials, on_conn};
 use crate::vault::{KeyRing, MasterKey};
@@ -136,6 +137,57 @@ impl Fixture {
         Ok(id)
     }
 
+    /// Stores the app's OAuth client for `provider`, its client secret (if any) sealed with
+    /// the current version.
+    async fn client_secret(&self, provider: &str, secret: Option<&[u8]>) -> anyhow::Result<()> {
+        let id = uuid::Uuid::now_v7();
+        let (id_text, app) = (id.to_string(), self.app.to_string());
+        let client_secret = match secret {
+            Some(secret) => {
+                let sealed = self
+                    .keys
+                    .seal(&aad(&id_text, &app, provider_configs::SEALED_KIND), secret)?;
+                Some(SealedSecret {
+                    bytes: sealed.to_bytes(),
+                    key_version: sealed.key_version(),
+                })
+            }
+            None => None,
+        };
+        let record = ProviderConfigRecord {
+            id,
+            app_id: self.app,
+            provider: provider.into(),
+            client_id: "client".into(),
+            client_secret,
+            scopes: Vec::new(),
+            redirect_uri: None,
+            extra_params: Vec::new(),
+            connection_params: Vec::new(),
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        };
+        provider_configs::upsert(self.keys.store(), &record).await?;
+        Ok(())
+    }
+
+    /// The opened client secret of the app's `provider` client and the version that sealed
+    /// it (checked against its `client_secret_version` column).
+    async fn open_client_secret(&self, provider: &str) -> anyhow::Result<(Vec<u8>, u32)> {
+        let record = provider_configs::get(self.keys.store(), self.app, provider, false)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no {provider} config"))?;
+        let sealed = record
+            .client_secret
+            .ok_or_else(|| anyhow::anyhow!("no client secret"))?;
+        let header = Sealed::from_bytes(&sealed.bytes)?.key_version();
+        anyhow::ensure!(header == sealed.key_version, "header and column disagree");
+        let (id, app) = (record.id.to_string(), self.app.to_string());
+        let aad = aad(&id, &app, provider_configs::SEALED_KIND);
+        let plain = self.keys.open_bytes(&aad, &sealed.bytes).await?;
+        Ok((plain.expose().to_vec(), header))
+    }
+
     /// The sealed bytes and revision of credential `id`.
     async fn credential_row(&self, id: &str) -> anyhow::Result<(Vec<u8>, i64)> {
         let store = self.keys.store();
@@ -253,6 +305,8 @@ async fn rotate_reseals_every_value_with_the_new_version_and_keeps_its_plaintext
         creds.push(fx.credential(&secret(n)).await?);
     }
     let key = fx.api_key(1, &[7; 32]).await?;
+    fx.client_secret("github", Some(b"client-secret")).await?;
+    fx.client_secret("google", None).await?; // a public client: nothing to re-seal
     let before = fx.credential_row(&creds[0]).await?;
 
     let mut seen = Vec::new();
@@ -265,7 +319,7 @@ async fn rotate_reseals_every_value_with_the_new_version_and_keeps_its_plaintext
     assert_eq!(report.version, 2);
     assert!(report.new_version);
     assert!(report.complete(), "{report:?}");
-    assert_eq!(report.resealed, 8);
+    assert_eq!(report.resealed, 9);
     let by_column: Vec<(&str, u64, u64)> = report
         .columns
         .iter()
@@ -273,12 +327,20 @@ async fn rotate_reseals_every_value_with_the_new_version_and_keeps_its_plaintext
         .collect();
     assert_eq!(
         by_column,
-        [("api_keys.verifier", 1, 0), ("credentials.sealed", 7, 0)]
+        [
+            ("api_keys.verifier", 1, 0),
+            ("credentials.sealed", 7, 0),
+            ("provider_configs.client_secret", 1, 0)
+        ]
     );
-    // Batches of 3: 1 api key, then 3 + 3 + 1 credentials.
+    // Batches of 3: 1 api key, then 3 + 3 + 1 credentials, then 1 client secret.
     let done: Vec<u64> = seen.iter().map(|p| p.done).collect();
-    assert_eq!(done, [1, 4, 7, 8]);
-    assert!(seen.iter().all(|p| p.total == 8), "{seen:?}");
+    assert_eq!(done, [1, 4, 7, 8, 9]);
+    assert!(seen.iter().all(|p| p.total == 9), "{seen:?}");
+    assert_eq!(
+        fx.open_client_secret("github").await?,
+        (b"client-secret".to_vec(), 2)
+    );
 
     for (n, id) in creds.iter().enumerate() {
         assert_eq!(credential_version(&fx, id).await?, 2);
@@ -426,12 +488,14 @@ async fn status_counts_values_per_version_and_column(db: &TestDb) -> anyhow::Res
     fx.credential(b"a").await?;
     fx.credential(b"b").await?;
     fx.api_key(1, &[1; 32]).await?;
+    fx.client_secret("github", Some(b"s")).await?;
+    fx.client_secret("google", None).await?;
     fx.keys.add_version().await?;
     fx.credential(b"c").await?;
 
     let s = status(&fx.keys).await?;
     assert_eq!(s.current_version, 2);
-    assert_eq!(s.pending, 3);
+    assert_eq!(s.pending, 4);
     let rows: Vec<(u32, bool, bool, Vec<u64>)> = s
         .versions
         .iter()
@@ -446,9 +510,12 @@ async fn status_counts_values_per_version_and_column(db: &TestDb) -> anyhow::Res
         .collect();
     assert_eq!(
         rows,
-        [(1, false, true, vec![1, 2]), (2, true, true, vec![0, 1])]
+        [
+            (1, false, true, vec![1, 2, 1]),
+            (2, true, true, vec![0, 1, 0])
+        ]
     );
-    assert_eq!(s.versions[0].total, 3);
+    assert_eq!(s.versions[0].total, 4);
     let json = serde_json::to_value(&s)?;
     assert_eq!(json["versions"][1]["sealed"]["credentials.sealed"], 1);
     Ok(())

@@ -189,6 +189,109 @@ pub async fn replace(
     })
 }
 
+/// Takes the refresh lease of credential `id` for `owner` until `until`, if it is free or
+/// expired at `now` and the secret material still exists. Returns whether it was taken.
+/// Host instances sharing a database refresh a credential one at a time through it.
+pub async fn take_refresh_lease(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: CredentialId,
+    owner: &str,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<bool, StoreError> {
+    on_conn!(db, |conn| {
+        let done = sqlx::query(
+            "UPDATE credentials SET refresh_lease_owner = $1, refresh_lease_until = $2 \
+             WHERE id = $3 AND app_id = $4 AND length(sealed) > 0 \
+             AND (refresh_lease_until IS NULL OR refresh_lease_until <= $5)",
+        )
+        .bind(owner)
+        .bind(until.unix_millis())
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .bind(now.unix_millis())
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    })
+}
+
+/// Frees the refresh lease of credential `id` if `owner` still holds it.
+pub async fn release_refresh_lease(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: CredentialId,
+    owner: &str,
+) -> Result<(), StoreError> {
+    on_conn!(db, |conn| {
+        sqlx::query(
+            "UPDATE credentials SET refresh_lease_owner = NULL, refresh_lease_until = NULL \
+             WHERE id = $1 AND app_id = $2 AND refresh_lease_owner = $3",
+        )
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    })
+}
+
+/// Stores a refreshed credential if its revision is still `expected_revision` (nobody else
+/// stored one since it was read), bumping the revision and freeing `owner`'s refresh lease
+/// in the same statement. Returns whether it was stored.
+pub async fn commit_refresh(
+    db: impl Into<Db<'_>>,
+    c: &CredentialRecord,
+    expected_revision: i64,
+    owner: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    on_conn!(db, |conn| {
+        let done = sqlx::query(
+            "UPDATE credentials SET sealed = $1, key_version = $2, metadata = $3, expires_at = $4, \
+             revision = revision + 1, updated_at = $5, \
+             refresh_lease_until = CASE WHEN refresh_lease_owner = $6 THEN NULL ELSE refresh_lease_until END, \
+             refresh_lease_owner = CASE WHEN refresh_lease_owner = $6 THEN NULL ELSE refresh_lease_owner END \
+             WHERE id = $7 AND app_id = $8 AND revision = $9 AND length(sealed) > 0",
+        )
+        .bind(&c.sealed)
+        .bind(i64::from(c.key_version))
+        .bind(metadata_json(&c.metadata))
+        .bind(c.expires_at.map(Timestamp::unix_millis))
+        .bind(now.unix_millis())
+        .bind(owner)
+        .bind(c.id.to_string())
+        .bind(c.app_id.to_string())
+        .bind(expected_revision)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    })
+}
+
+/// The revision of credential `id` and whether its refresh lease is held at `now`: what a
+/// caller waiting for another instance's refresh polls. `None` if there is no such
+/// credential.
+pub async fn refresh_state(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: CredentialId,
+    now: Timestamp,
+) -> Result<Option<(i64, bool)>, StoreError> {
+    on_conn!(db, |conn| {
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT revision, refresh_lease_until FROM credentials WHERE id = $1 AND app_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row.map(|(rev, until)| (rev, until.is_some_and(|u| u > now.unix_millis()))))
+    })
+}
+
 /// Deletes the secret material of credential `id` (empties `sealed`, clears the expiry and
 /// bumps the revision) unless a live grant still uses it. Returns whether it was wiped.
 pub async fn wipe_if_unused(

@@ -33,6 +33,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod apps;
 pub mod audit;
+pub mod connect_sessions;
 pub mod credentials;
 pub mod data_keys;
 pub mod dialect;
@@ -41,6 +42,7 @@ pub mod grants;
 pub mod last_used;
 pub mod meta;
 pub mod nonces;
+pub mod provider_configs;
 pub mod reseal;
 #[doc(hidden)]
 pub mod testing;
@@ -53,7 +55,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use error::StoreError;
-pub use types::{AgentId, AppId, CredentialId, GrantId, Timestamp};
+pub use types::{AgentId, AppId, CredentialId, GrantId, SessionId, Timestamp};
 
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "tessera.db";

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{Db, StoreError, api_keys, credentials, on_conn};
+use super::{Db, StoreError, api_keys, credentials, on_conn, provider_configs};
 
 /// Where the data key version of a stored value can be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +97,16 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         kind: credentials::SEALED_KIND,
         version: VersionIn::Column("key_version"),
         guard: Guard::Revision("revision"),
+    },
+    // A NULL secret (a public client) is never a candidate: `length(NULL) > 0` is not true.
+    SealedColumn {
+        table: "provider_configs",
+        column: "client_secret",
+        id_column: "id",
+        app_column: "app_id",
+        kind: provider_configs::SEALED_KIND,
+        version: VersionIn::Column("client_secret_version"),
+        guard: Guard::OldValue,
     },
 ];
 
@@ -299,6 +309,8 @@ mod tests {
         swap_refuses_a_row_whose_bytes_changed => swap_refuses_a_row_whose_bytes_changed;
         versions_are_counted_from_the_column_and_from_the_header =>
             versions_are_counted_from_the_column_and_from_the_header;
+        client_secrets_are_resealed_and_public_clients_skipped =>
+            client_secrets_are_resealed_and_public_clients_skipped;
     }
 
     const T: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -461,6 +473,75 @@ mod tests {
         assert!(!swap(db.store(), keys, &read, &tv1(2, 8), 2).await?);
         let stored = candidates(db.store(), keys, 3, "", 10).await?.remove(0);
         assert_eq!(stored.sealed, tv1(2, 7));
+        Ok(())
+    }
+
+    async fn client_secrets_are_resealed_and_public_clients_skipped(
+        db: &TestDb,
+    ) -> anyhow::Result<()> {
+        use crate::store::provider_configs::{self, ProviderConfigRecord, SealedSecret};
+        let app = setup(db).await?;
+        let col = column("provider_configs");
+        assert_eq!(col.kind, "oauth-client-secret");
+        let config = |provider: &str, secret: Option<(Vec<u8>, u32)>| ProviderConfigRecord {
+            id: uuid::Uuid::now_v7(),
+            app_id: app,
+            provider: provider.into(),
+            client_id: "client".into(),
+            client_secret: secret.map(|(bytes, key_version)| SealedSecret { bytes, key_version }),
+            scopes: Vec::new(),
+            redirect_uri: None,
+            extra_params: Vec::new(),
+            connection_params: Vec::new(),
+            created_at: T,
+            updated_at: T,
+        };
+        let old = config("github", Some((tv1(1, 1), 1)));
+        let public = config("google", None);
+        let current = config("oauth2", Some((tv1(2, 2), 2)));
+        for c in [&old, &public, &current] {
+            provider_configs::upsert(db.store(), c).await?;
+        }
+        // The public client (NULL secret) is neither a candidate nor counted.
+        let read = candidates(db.store(), col, 3, "", 10).await?;
+        let ids: Vec<&str> = read.iter().map(|r| r.id.as_str()).collect();
+        let (old_id, current_id) = (old.id.to_string(), current.id.to_string());
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(ids.contains(&old_id.as_str()) && ids.contains(&current_id.as_str()));
+        assert_eq!(count_below(db.store(), col, 2).await?, 1);
+        assert_eq!(
+            count_by_version(db.store(), col).await?,
+            BTreeMap::from([(1, 1), (2, 1)])
+        );
+
+        // Swapped on the old bytes, with the version column set alongside.
+        let row = candidates(db.store(), col, 2, "", 10).await?.remove(0);
+        assert_eq!(
+            (row.id.as_str(), row.app_id.clone()),
+            (old_id.as_str(), app.to_string())
+        );
+        let stale = SealedRow {
+            sealed: tv1(1, 9),
+            ..row.clone()
+        };
+        assert!(!swap(db.store(), col, &stale, &tv1(3, 7), 3).await?);
+        assert!(swap(db.store(), col, &row, &tv1(3, 7), 3).await?);
+        let stored = provider_configs::get(db.store(), app, "github", false)
+            .await?
+            .and_then(|c| c.client_secret);
+        assert_eq!(
+            stored,
+            Some(SealedSecret {
+                bytes: tv1(3, 7),
+                key_version: 3
+            })
+        );
+        let left: Vec<String> = candidates(db.store(), col, 3, "", 10)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, [current_id]);
         Ok(())
     }
 

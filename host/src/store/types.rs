@@ -154,6 +154,12 @@ uuid_id!(
     "credential"
 );
 
+uuid_id!(
+    /// Identifies a connect session (one end user's way through a provider's authorization).
+    SessionId,
+    "connect session"
+);
+
 #[cfg(test)]
 mod tests {
     use super::Timestamp;

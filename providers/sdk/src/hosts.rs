@@ -124,14 +124,32 @@ pub fn authority_of(value: &str) -> Option<String> {
     (host_ok && port_ok).then(|| authority.to_ascii_lowercase())
 }
 
+/// Whether `host` (lower case, IPv6 in brackets) names the loopback interface literally:
+/// `localhost`, `127.0.0.0/8` or `[::1]`.
+pub fn is_loopback(host: &str) -> bool {
+    if host == "localhost" || host == "[::1]" {
+        return true;
+    }
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets[0] == "127"
+        && octets
+            .iter()
+            .all(|o| !o.is_empty() && o.len() <= 3 && o.parse::<u8>().is_ok())
+}
+
 /// Parses `url` and checks it is `https` and inside `allowed`; the error names only the host.
+/// Plain `http` passes only to a loopback host (`127.0.0.1`, `localhost`, `[::1]`): such a
+/// request never leaves the machine (test servers), and the host's egress still refuses it
+/// unless the operator allowed loopback `http`.
 pub fn check_url<'a, S: AsRef<str>>(
     url: &'a str,
     allowed: &[S],
     params: &[(String, String)],
 ) -> Result<Url<'a>, ProviderError> {
     let parsed = parse_url(url)?;
-    if parsed.scheme != "https" {
+    let loopback_http = parsed.scheme == "http" && is_loopback(&parsed.host);
+    if parsed.scheme != "https" && !loopback_http {
         return Err(ProviderError::HostNotAllowed(format!(
             "{}: credentials are only attached to https requests",
             parsed.host
@@ -261,5 +279,32 @@ mod tests {
             check_url("https://api.stripe.com@evil.example/", &allowed, &[]),
             Err(ProviderError::InvalidInput(_))
         ));
+    }
+
+    #[test]
+    fn plain_http_is_signed_only_for_an_allowed_loopback_host() {
+        let allowed = ["{api_host}"];
+        let params = meta(&[("api_host", "127.0.0.1:39001")]);
+        assert!(check_url("http://127.0.0.1:39001/me", &allowed, &params).is_ok());
+        for url in [
+            "http://127.0.0.1:39002/me",
+            "http://127.0.0.1/me",
+            "http://127.0.0.1.evil.example:39001/me",
+        ] {
+            assert!(
+                matches!(
+                    check_url(url, &allowed, &params),
+                    Err(ProviderError::HostNotAllowed(_))
+                ),
+                "{url}"
+            );
+        }
+        let public = meta(&[("api_host", "api.example.com")]);
+        assert!(matches!(
+            check_url("http://api.example.com/", &allowed, &public),
+            Err(ProviderError::HostNotAllowed(_))
+        ));
+        assert!(is_loopback("127.10.0.1") && is_loopback("[::1]") && is_loopback("localhost"));
+        assert!(!is_loopback("127.0.0.1.nip.io") && !is_loopback("128.0.0.1"));
     }
 }

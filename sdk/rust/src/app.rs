@@ -12,8 +12,9 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 use tessera_proto::calls::{CALLER_HEADER, CONSTRAINTS_HEADER};
+use tessera_proto::connect::{ConnectSession, ConnectSessionRequest};
 use tessera_proto::grants::{Grant, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest};
-use tessera_proto::providers::ProviderSummary;
+use tessera_proto::providers::{ProviderConfigRequest, ProviderConfigView, ProviderSummary};
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::{
     CONTENT_DIGEST_HEADER, OPTIONAL_COVERED_HEADERS, SIGNATURE_HEADER, SIGNATURE_INPUT_HEADER,
@@ -203,6 +204,53 @@ impl App {
         .await
     }
 
+    /// `PUT /v1/providers/{provider}/config` (`providers:write`): configures the app's OAuth
+    /// client for `provider`, replacing the previous configuration (an absent
+    /// `client_secret` keeps the stored secret unless `clear_client_secret` is set). The
+    /// answer never holds the secret.
+    pub async fn configure_provider(
+        &self,
+        provider: &str,
+        request: &ProviderConfigRequest,
+    ) -> Result<ProviderConfigView, Error> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| Error::InvalidInput(format!("provider config request: {e}")))?;
+        self.call_json(
+            Method::PUT,
+            self.endpoint(&["v1", "providers", provider, "config"], &[]),
+            body,
+        )
+        .await
+    }
+
+    /// `GET /v1/providers/{provider}/config` (`providers:write`): the app's OAuth client
+    /// for `provider`, without the secret. `provider_config_not_found` when there is none.
+    pub async fn provider_config(&self, provider: &str) -> Result<ProviderConfigView, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "providers", provider, "config"], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/providers/{provider}/config` (`providers:write`): removes the app's
+    /// OAuth client for `provider`.
+    pub async fn unconfigure_provider(&self, provider: &str) -> Result<(), Error> {
+        let response = self
+            .send_signed(
+                Method::DELETE,
+                self.endpoint(&["v1", "providers", provider, "config"], &[]),
+                Vec::new(),
+            )
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(read_host_error(status, response).await)
+    }
+
     /// `POST /v1/managed-secrets` (`grants:write`): stores or rotates a managed secret
     /// (an API key, an access key pair, …) and returns the grant that holds it.
     pub async fn set_managed_secret(
@@ -254,6 +302,34 @@ impl App {
             return Ok(());
         }
         Err(read_host_error(status, response).await)
+    }
+
+    /// `POST /v1/connect/sessions` (`connect:create`): starts connecting an end user's
+    /// account at an OAuth provider. Send the user to the answer's `connect_url` (shown only
+    /// here), then follow the session with [`App::connect_session`].
+    pub async fn create_connect_session(
+        &self,
+        request: &ConnectSessionRequest,
+    ) -> Result<ConnectSession, Error> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| Error::InvalidInput(format!("connect session request: {e}")))?;
+        self.call_json(
+            Method::POST,
+            self.endpoint(&["v1", "connect", "sessions"], &[]),
+            body,
+        )
+        .await
+    }
+
+    /// `GET /v1/connect/sessions/{id}` (`connect:create`): where a connect session is; once
+    /// `completed`, its `grant_id`.
+    pub async fn connect_session(&self, id: &str) -> Result<ConnectSession, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "connect", "sessions", id], &[]),
+            Vec::new(),
+        )
+        .await
     }
 
     /// `GET /v1/audit` (`audit:read`): audit rows, oldest first; set the filters on the

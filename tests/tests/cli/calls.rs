@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tessera_proto::grants::{GrantStatus, ManagedSecretRequest, Principal};
+use tessera_proto::providers::ProviderConfigRequest;
 use tessera_proto::scopes::Scope;
 use tessera_sdk::{App, Error, Method};
 
@@ -21,6 +22,8 @@ use super::*;
 /// Canary secrets: they must never appear in the database, in any form.
 const KEY_1: &str = "sk_test_CanaryOneQ7x2LmP9vR4tY8wZ3";
 const KEY_2: &str = "sk_test_CanaryTwoK5n8JdS2fH6gB1cV0";
+/// A canary OAuth client secret (configured for the generic `oauth2` provider).
+const CLIENT_SECRET: &str = "cs_live_CanaryClientQ4w8Er2Ty6Ui0";
 
 /// The stand-in's state: which keys Stripe currently accepts, and what it was sent.
 #[derive(Clone, Default)]
@@ -171,6 +174,20 @@ fn stripe_secret(key: &str) -> ManagedSecretRequest {
     }
 }
 
+/// App billing's OAuth client for the generic `oauth2` provider.
+fn oauth2_client(secret: Option<&str>) -> ProviderConfigRequest {
+    ProviderConfigRequest {
+        client_id: "billing-client".into(),
+        client_secret: secret.map(str::to_owned),
+        scopes: vec!["openid".into(), "email".into()],
+        connection_params: BTreeMap::from([(
+            "issuer".to_owned(),
+            "https://idp.example.com".to_owned(),
+        )]),
+        ..ProviderConfigRequest::default()
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -193,6 +210,19 @@ fn managed_secret_retrieve_proxy_revoke_and_audit() -> Result<()> {
             ensure!(grant.account_label == "Acme Inc", "{grant:?}");
             ensure!(grant.principal == Principal::System && grant.status == GrantStatus::Active);
             ensure!(grant.metadata.get("mode").map(String::as_str) == Some("test"), "{grant:?}");
+
+            // An OAuth client for the generic provider: its secret is a canary too.
+            let client = rig.a.configure_provider("oauth2", &oauth2_client(Some(CLIENT_SECRET))).await?;
+            ensure!(client.client_secret_set && client.client_id == "billing-client", "{client:?}");
+            ensure!(rig.a.provider_config("oauth2").await? == client);
+            // The body may name the provider only as the path does.
+            let mut elsewhere = oauth2_client(None);
+            elsewhere.provider = "github".into();
+            let r = rig.a.configure_provider("oauth2", &elsewhere).await;
+            ensure!(matches!(&r, Err(Error::InvalidRequest { detail }) if detail.contains("github")), "{r:?}");
+            let configured = rig.a.audit().action("provider.configure").list().await?;
+            ensure!(configured.items.len() == 1 && configured.items[0].detail["confidential"] == true, "{configured:?}");
+            ensure!(!serde_json::to_string(&configured)?.contains(CLIENT_SECRET), "the client secret leaked into the audit log");
 
             // A key Stripe rejects is refused, and nothing is stored.
             let bad = rig.a.set_managed_secret(&stripe_secret("sk_test_NotAcceptedByStripe1")).await;
@@ -332,7 +362,7 @@ fn managed_secret_retrieve_proxy_revoke_and_audit() -> Result<()> {
             super::apps_and_keys::hits(&bytes, b"Acme Inc") > 0,
             "the dump lacks the grants"
         );
-        for key in [KEY_1, KEY_2] {
+        for key in [KEY_1, KEY_2, CLIENT_SECRET] {
             let tail = &key[8..];
             for needle in [key.as_bytes(), tail.as_bytes(), hex::encode(key).as_bytes()] {
                 ensure!(
@@ -410,6 +440,31 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
                 Scope::AuditRead,
                 without(Scope::AuditRead).audit().list().await.map(|_| ()),
             )?;
+            rig.a
+                .configure_provider("oauth2", &oauth2_client(None))
+                .await?;
+            expect(
+                Scope::ProvidersWrite,
+                without(Scope::ProvidersWrite)
+                    .configure_provider("oauth2", &oauth2_client(None))
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::ProvidersWrite,
+                without(Scope::ProvidersWrite)
+                    .provider_config("oauth2")
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::ProvidersWrite,
+                without(Scope::ProvidersWrite)
+                    .unconfigure_provider("oauth2")
+                    .await,
+            )?;
+            // Refused means untouched.
+            ensure!(rig.a.provider_config("oauth2").await?.client_id == "billing-client");
             // The full key still works: narrowing was per request.
             ensure!(rig.a.grant(&grant.id).await?.id == grant.id);
             Ok::<(), anyhow::Error>(())
@@ -419,7 +474,8 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
 
 /// App isolation: app B's key, holding every scope, cannot read, use, revoke, rotate or
 /// even detect app A's grant: each attempt is `404 grant_not_found`, exactly like a grant
-/// that does not exist.
+/// that does not exist. Likewise A's OAuth client configuration: `404
+/// provider_config_not_found`, as for a provider nobody configured.
 #[test]
 fn another_apps_key_cannot_read_use_revoke_or_detect_a_grant() -> Result<()> {
     on_both_backends(|dir, env| {
@@ -462,6 +518,32 @@ fn another_apps_key_cannot_read_use_revoke_or_detect_a_grant() -> Result<()> {
                 )?;
             }
             ensure!(rig.b.grants().list().await?.items.is_empty());
+
+            // Provider configuration: B cannot read or remove A's OAuth client (404, like a
+            // provider nobody configured), and configuring the same provider makes B's own.
+            rig.a
+                .configure_provider("oauth2", &oauth2_client(Some(CLIENT_SECRET)))
+                .await?;
+            for provider in ["oauth2", "github"] {
+                let not_configured = |what: &str, r: Result<(), Error>| match r {
+                    Err(e) if e.code() == Some("provider_config_not_found") => Ok(()),
+                    other => Err(anyhow::anyhow!("{what} {provider} config: {other:?}")),
+                };
+                not_configured("read", rig.b.provider_config(provider).await.map(|_| ()))?;
+                not_configured("remove", rig.b.unconfigure_provider(provider).await)?;
+            }
+            let mut b_client = oauth2_client(None);
+            b_client.client_id = "other-client".into();
+            let b_config = rig.b.configure_provider("oauth2", &b_client).await?;
+            ensure!(
+                !b_config.client_secret_set,
+                "B sees A's client secret: {b_config:?}"
+            );
+            let a_config = rig.a.provider_config("oauth2").await?;
+            ensure!(
+                a_config.client_id == "billing-client" && a_config.client_secret_set,
+                "{a_config:?}"
+            );
             let a_app = rig.a.whoami().await?.app_id;
             let b_audit = rig.b.audit().limit(1000).list().await?;
             ensure!(

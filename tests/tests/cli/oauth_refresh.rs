@@ -1,0 +1,290 @@
+//! OAuth refresh end to end against `oidc-provider`, which rotates the refresh token on
+//! every use and revokes the whole grant when a rotated token is used again, so a refresh
+//! race would show up as `invalid_grant` and a revoked grant. The host refreshes before use
+//! when the access token is within the skew of its expiry (set here so a token becomes
+//! "expiring" five seconds after it is issued), after a provider `401` (once, then retries),
+//! and marks a grant whose refresh token is dead `reauth_required`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tessera_proto::connect::ConnectStatus;
+use tessera_proto::grants::GrantStatus;
+use tessera_sdk::{App, Error, Method};
+
+use super::oauth_connect::{
+    CLIENT_ID, CLIENT_SECRET, all_scopes_key, browser, configure, location, session_request,
+};
+use super::oidc_peer::{OidcPeer, authorize};
+use super::serve::{Host, start_with};
+use super::*;
+
+/// Access tokens live 30 s at the peer; the host refreshes them when fewer than 25 s remain.
+const ACCESS_TOKEN_TTL: u64 = 30;
+const SKEW: &str = "25";
+/// How long to wait for an issued token to become "expiring".
+const UNTIL_EXPIRING: Duration = Duration::from_secs(6);
+
+/// Connects `ada` headlessly through the consent page and the peer's login; the grant id.
+async fn connect(app: &App, redirect_uri: &str) -> Result<String> {
+    let session = app.create_connect_session(&session_request(None)).await?;
+    let link = session.connect_url.clone().context("connect_url")?;
+    let browser = browser()?;
+    let go = browser
+        .post(&link)
+        .form(&[("decision", "allow")])
+        .send()
+        .await?;
+    ensure!(go.status() == 303, "continue: {}", go.status());
+    let callback = authorize(&location(&go)?, "ada", redirect_uri).await?;
+    let back = browser.get(&callback).send().await?;
+    ensure!(back.status() == 200, "callback: {}", back.status());
+    let polled = app.connect_session(&session.id).await?;
+    ensure!(polled.status == ConnectStatus::Completed, "{polled:?}");
+    polled.grant_id.context("grant_id")
+}
+
+/// `GET {issuer}/me` through the host (proxy mode): the status and the `sub` claim.
+async fn me(app: &App, issuer: &str, grant: &str) -> Result<(u16, String), Error> {
+    let r = app
+        .proxy_request(Method::GET, format!("{issuer}/me"))
+        .grant_id(grant)
+        .reason("refresh test")
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    Ok((status, body["sub"].as_str().unwrap_or_default().to_owned()))
+}
+
+/// The access token the host hands out for `grant` now (retrieve mode).
+async fn access_token(app: &App, issuer: &str, grant: &str) -> Result<String> {
+    let authorized = app
+        .request(Method::GET, format!("{issuer}/me"))
+        .grant_id(grant)
+        .authorize()
+        .await?;
+    let bearer = authorized
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.clone())
+        .context("no Authorization header")?;
+    Ok(bearer
+        .strip_prefix("Bearer ")
+        .context("not a Bearer header")?
+        .to_owned())
+}
+
+/// Asks the peer to end an access token, or the whole grant behind it, out of band.
+async fn revoke_at_peer(issuer: &str, token: &str, what: &str) -> Result<()> {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{issuer}/__revoke"),
+        [("token", token), ("what", what)],
+    )?;
+    let r = reqwest::Client::new().post(url).send().await?;
+    ensure!(r.status() == 204, "revoke at peer: {}", r.status());
+    Ok(())
+}
+
+fn counter(stats: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut v = stats;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_u64().unwrap_or(0)
+}
+
+/// A set-up data directory with the `oauth2` provider configured for a fresh peer, and
+/// `instances` hosts serving it.
+struct Rig {
+    hosts: Vec<Host>,
+    peer: OidcPeer,
+    key: String,
+}
+
+impl Rig {
+    fn new(dir: &Path, env: &[(&str, &str)], instances: usize) -> Result<Self> {
+        init_with_app(dir, env)?;
+        let key = all_scopes_key(dir, env, "billing")?;
+        let mut envs = env.to_vec();
+        envs.push(("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"));
+        envs.push(("TESSERA_REFRESH_SKEW_SECS", SKEW));
+        let mut hosts = Vec::new();
+        for _ in 0..instances {
+            hosts.push(start_with(dir, None, &envs)?);
+        }
+        let redirect_uri = format!("http://{}/connect/callback", hosts[0].addr);
+        let peer = OidcPeer::start(&json!({
+            "clients": [{
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": [redirect_uri],
+            }],
+            "access_token_ttl": ACCESS_TOKEN_TTL,
+        }))?;
+        configure(dir, env, peer.issuer())?;
+        Ok(Self { hosts, peer, key })
+    }
+
+    fn app(&self, i: usize) -> Result<App> {
+        Ok(App::new(
+            &self.key,
+            &format!("http://{}", self.hosts[i].addr),
+        )?)
+    }
+
+    fn redirect_uri(&self) -> String {
+        format!("http://{}/connect/callback", self.hosts[0].addr)
+    }
+}
+
+/// Many concurrent calls on an expiring token cost exactly one refresh; a provider `401`
+/// costs one refresh and one retry; a dead refresh token makes the grant
+/// `reauth_required` (typed in the SDK) until the user connects again, which revives the
+/// same grant.
+#[test]
+#[allow(clippy::too_many_lines)]
+fn expiring_refused_and_dead_tokens_on_one_host() -> Result<()> {
+    on_both_backends(|dir, env| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let rig = Rig::new(dir, env, 1)?;
+        let app = rig.app(0)?;
+        let issuer = rig.peer.issuer().to_owned();
+        rt.block_on(async {
+            let grant = connect(&app, &rig.redirect_uri()).await?;
+            ensure!(me(&app, &issuer, &grant).await? == (200, "ada".into()));
+            let stats = rig.peer.stats().await?;
+            ensure!(
+                counter(&stats, &["token_requests", "refresh_token"]) == 0,
+                "{stats}"
+            );
+
+            // Expiring: 40 calls at once, one refresh.
+            tokio::time::sleep(UNTIL_EXPIRING).await;
+            let mut calls = tokio::task::JoinSet::new();
+            for _ in 0..40 {
+                let (app, issuer, grant) = (app.clone(), issuer.clone(), grant.clone());
+                calls.spawn(async move { me(&app, &issuer, &grant).await });
+            }
+            while let Some(r) = calls.join_next().await {
+                ensure!(r?? == (200, "ada".into()));
+            }
+            let stats = rig.peer.stats().await?;
+            ensure!(
+                counter(&stats, &["token_requests", "refresh_token"]) == 1
+                    && counter(&stats, &["invalid_grant"]) == 0
+                    && counter(&stats, &["revoked_grants"]) == 0,
+                "one refresh for 40 concurrent calls: {stats}"
+            );
+
+            // Refused: the server ends the access token; the host refreshes once and retries.
+            let token = access_token(&app, &issuer, &grant).await?;
+            revoke_at_peer(&issuer, &token, "access_token").await?;
+            ensure!(me(&app, &issuer, &grant).await? == (200, "ada".into()));
+            let stats = rig.peer.stats().await?;
+            ensure!(
+                counter(&stats, &["token_requests", "refresh_token"]) == 2
+                    && counter(&stats, &["invalid_grant"]) == 0,
+                "one refresh after a 401: {stats}"
+            );
+            ensure!(
+                access_token(&app, &issuer, &grant).await? != token,
+                "the refused token is still handed out"
+            );
+
+            // Dead: the user ended the whole grant at the server.
+            let token = access_token(&app, &issuer, &grant).await?;
+            revoke_at_peer(&issuer, &token, "grant").await?;
+            match me(&app, &issuer, &grant).await {
+                Err(Error::GrantReauthRequired { .. }) => {}
+                other => bail!("a dead grant: {other:?}"),
+            }
+            let g = app.grant(&grant).await?;
+            ensure!(g.status == GrantStatus::ReauthRequired, "{g:?}");
+            let before = rig.peer.stats().await?;
+            match me(&app, &issuer, &grant).await {
+                Err(Error::GrantReauthRequired { .. }) => {}
+                other => bail!("a reauth_required grant: {other:?}"),
+            }
+            let after = rig.peer.stats().await?;
+            ensure!(
+                counter(&after, &["token_requests", "refresh_token"])
+                    == counter(&before, &["token_requests", "refresh_token"]),
+                "a reauth_required grant must not reach the token endpoint: {after}"
+            );
+
+            // Reconnecting revives the same grant.
+            let again = connect(&app, &rig.redirect_uri()).await?;
+            ensure!(again == grant, "a reconnect made a new grant");
+            ensure!(app.grant(&grant).await?.status == GrantStatus::Active);
+            ensure!(me(&app, &issuer, &grant).await? == (200, "ada".into()));
+
+            // Audit: the refreshes and the re-authorization are recorded.
+            let rotations = app
+                .audit()
+                .grant_id(&grant)
+                .action("grant.rotate")
+                .limit(100)
+                .list()
+                .await?;
+            // Two refreshes and the reconnect.
+            ensure!(rotations.items.len() == 3, "{:?}", rotations.items);
+            let reauth = app
+                .audit()
+                .grant_id(&grant)
+                .action("grant.reauth_required")
+                .list()
+                .await?;
+            ensure!(reauth.items.len() == 1, "{:?}", reauth.items);
+            Ok(())
+        })
+    })
+}
+
+/// Three host instances sharing one PostgreSQL database: concurrent calls on an expiring
+/// token, spread over the instances, still cost exactly one refresh per expiry.
+#[test]
+fn three_instances_refresh_once_per_expiry() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let db = rt
+        .block_on(TestDb::new(BackendKind::Postgres))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let DatabaseConfig::Postgres { url } = db.config() else {
+        bail!("not PostgreSQL");
+    };
+    let data = tempfile::tempdir()?;
+    let dir = data.path().join("data");
+    let env = [("TESSERA_DATABASE_URL", url.as_str())];
+    let rig = Rig::new(&dir, &env, 3)?;
+    let apps = (0..3).map(|i| rig.app(i)).collect::<Result<Vec<_>>>()?;
+    let issuer = rig.peer.issuer().to_owned();
+    rt.block_on(async {
+        let grant = connect(&apps[0], &rig.redirect_uri()).await?;
+        for round in 1..=2u64 {
+            tokio::time::sleep(UNTIL_EXPIRING).await;
+            let mut calls = tokio::task::JoinSet::new();
+            for i in 0..60 {
+                let (app, issuer, grant) = (apps[i % 3].clone(), issuer.clone(), grant.clone());
+                calls.spawn(async move { me(&app, &issuer, &grant).await });
+            }
+            while let Some(r) = calls.join_next().await {
+                ensure!(r?? == (200, "ada".into()));
+            }
+            let stats = rig.peer.stats().await?;
+            ensure!(
+                counter(&stats, &["token_requests", "refresh_token"]) == round
+                    && counter(&stats, &["invalid_grant"]) == 0
+                    && counter(&stats, &["revoked_grants"]) == 0,
+                "round {round}: one refresh for 60 calls over 3 instances: {stats}"
+            );
+        }
+        Ok(())
+    })
+}
