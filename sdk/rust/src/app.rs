@@ -12,7 +12,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 use tessera_proto::calls::{CALLER_HEADER, CONSTRAINTS_HEADER};
-use tessera_proto::connect::{ConnectSession, ConnectSessionRequest};
+use tessera_proto::connect::{ConnectSession, ConnectSessionRequest, ConnectStatus};
 use tessera_proto::grants::{Grant, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest};
 use tessera_proto::providers::{ProviderConfigRequest, ProviderConfigView, ProviderSummary};
 use tessera_proto::scopes::Scope;
@@ -330,6 +330,59 @@ impl App {
             Vec::new(),
         )
         .await
+    }
+
+    /// Headless connect, for command-line tools and notebooks: starts a connect session,
+    /// hands its link to `show` (print it, open a browser), then polls the session every
+    /// `every` until it completes, and returns the grant id. A session that fails or
+    /// expires, or `timeout` running out, is [`Error::ConnectFailed`].
+    pub async fn connect(
+        &self,
+        request: &ConnectSessionRequest,
+        show: impl FnOnce(&str),
+        every: Duration,
+        timeout: Duration,
+    ) -> Result<String, Error> {
+        let session = self.create_connect_session(request).await?;
+        let link = session
+            .connect_url
+            .as_deref()
+            .ok_or_else(|| Error::Decode {
+                detail: "the connect session has no connect_url".into(),
+            })?;
+        show(link);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.connect_session(&session.id).await?;
+            match now.status {
+                ConnectStatus::Completed => {
+                    return now.grant_id.ok_or_else(|| Error::Decode {
+                        detail: "a completed connect session has no grant_id".into(),
+                    });
+                }
+                ConnectStatus::Failed | ConnectStatus::Expired => {
+                    let (code, detail) = now.error.map_or_else(
+                        || (now.status.as_str().to_owned(), String::new()),
+                        |e| (e.code, e.message),
+                    );
+                    return Err(Error::ConnectFailed {
+                        session_id: session.id,
+                        code,
+                        detail,
+                    });
+                }
+                ConnectStatus::Pending | ConnectStatus::Authorizing | ConnectStatus::Exchanging => {
+                }
+            }
+            if tokio::time::Instant::now() + every > deadline {
+                return Err(Error::ConnectFailed {
+                    session_id: session.id,
+                    code: "timed_out".into(),
+                    detail: format!("no grant after {timeout:?}"),
+                });
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// `GET /v1/audit` (`audit:read`): audit rows, oldest first; set the filters on the

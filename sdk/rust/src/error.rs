@@ -103,6 +103,18 @@ pub enum Error {
         /// The host's explanation.
         detail: String,
     },
+    /// A connect flow ([`crate::App::connect`]) ended without a grant: `code` is the
+    /// session's error code (`access_denied`, `provider_error`, `invalid_callback`,
+    /// `expired`, …), or `timed_out` when the wait ran out first.
+    #[error("connect session {session_id} ended without a grant ({code}): {detail}")]
+    ConnectFailed {
+        /// The connect session.
+        session_id: String,
+        /// Why.
+        code: String,
+        /// The host's explanation.
+        detail: String,
+    },
     /// The request could not be sent or its response not read.
     #[error("transport error: {0}")]
     Transport(#[source] reqwest::Error),
@@ -206,7 +218,9 @@ impl Error {
             Self::ProviderNotFound { .. } => codes::PROVIDER_NOT_FOUND,
             Self::InvalidRequest { .. } => codes::INVALID_REQUEST,
             Self::AuditUnavailable { .. } => codes::AUDIT_UNAVAILABLE,
-            Self::Unauthorized { code, .. } | Self::Api { code, .. } => code,
+            Self::Unauthorized { code, .. }
+            | Self::Api { code, .. }
+            | Self::ConnectFailed { code, .. } => code,
             Self::Transport(_)
             | Self::InvalidKey(_)
             | Self::InvalidInput(_)
@@ -231,7 +245,8 @@ impl Error {
             | Self::InvalidRequest { detail }
             | Self::AuditUnavailable { detail }
             | Self::Unauthorized { detail, .. }
-            | Self::Api { detail, .. } => Some(detail),
+            | Self::Api { detail, .. }
+            | Self::ConnectFailed { detail, .. } => Some(detail),
             Self::Transport(_)
             | Self::InvalidKey(_)
             | Self::InvalidInput(_)

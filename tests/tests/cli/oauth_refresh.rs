@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tessera_proto::connect::ConnectStatus;
 use tessera_proto::grants::GrantStatus;
 use tessera_sdk::{App, Error, Method};
 
@@ -25,23 +24,38 @@ const SKEW: &str = "25";
 /// How long to wait for an issued token to become "expiring".
 const UNTIL_EXPIRING: Duration = Duration::from_secs(6);
 
-/// Connects `ada` headlessly through the consent page and the peer's login; the grant id.
+/// Connects `ada` the headless way (`App::connect`): the link goes to a task that plays the
+/// person in the browser (consent page, the peer's login and consent, back to the
+/// callback) while `connect` polls the session; the grant id.
 async fn connect(app: &App, redirect_uri: &str) -> Result<String> {
-    let session = app.create_connect_session(&session_request(None)).await?;
-    let link = session.connect_url.clone().context("connect_url")?;
-    let browser = browser()?;
-    let go = browser
-        .post(&link)
-        .form(&[("decision", "allow")])
-        .send()
-        .await?;
-    ensure!(go.status() == 303, "continue: {}", go.status());
-    let callback = authorize(&location(&go)?, "ada", redirect_uri).await?;
-    let back = browser.get(&callback).send().await?;
-    ensure!(back.status() == 200, "callback: {}", back.status());
-    let polled = app.connect_session(&session.id).await?;
-    ensure!(polled.status == ConnectStatus::Completed, "{polled:?}");
-    polled.grant_id.context("grant_id")
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let redirect_uri = redirect_uri.to_owned();
+    let person = tokio::spawn(async move {
+        let link = rx.await?;
+        let browser = browser()?;
+        let go = browser
+            .post(&link)
+            .form(&[("decision", "allow")])
+            .send()
+            .await?;
+        ensure!(go.status() == 303, "continue: {}", go.status());
+        let callback = authorize(&location(&go)?, "ada", &redirect_uri).await?;
+        let back = browser.get(&callback).send().await?;
+        ensure!(back.status() == 200, "callback: {}", back.status());
+        Ok(())
+    });
+    let grant = app
+        .connect(
+            &session_request(None),
+            |link| {
+                let _ = tx.send(link.to_owned());
+            },
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+        )
+        .await;
+    person.await??;
+    Ok(grant?)
 }
 
 /// `GET {issuer}/me` through the host (proxy mode): the status and the `sub` claim.
