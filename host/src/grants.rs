@@ -799,7 +799,9 @@ impl Grants {
         credentials::wipe_if_unused(&mut tx, owner.app_id, g.credential_id, now).await?;
         tx.commit().await?;
         let upstream = match (plugin, upstream_material) {
-            (Some(p), Some(credential)) => Some(self.revoke_upstream(&p, credential).await),
+            (Some(p), Some(credential)) => {
+                Some(self.revoke_upstream(owner.app_id, &p, credential).await)
+            }
             _ => None,
         };
         let grant = self.get(owner, id).await?;
@@ -814,12 +816,39 @@ impl Grants {
         })
     }
 
-    async fn revoke_upstream(&self, plugin: &Arc<Plugin>, credential: Credential) -> bool {
+    async fn revoke_upstream(
+        &self,
+        app_id: AppId,
+        plugin: &Arc<Plugin>,
+        credential: Credential,
+    ) -> bool {
         let info = plugin.info();
         let params = credential.metadata.clone();
+        // RFC 7009 §2.1: a confidential client authenticates at the revocation endpoint, so
+        // the component gets the app's OAuth client (if it has one) as for a refresh.
+        let client = match crate::oauth::config::ProviderConfigs::new(
+            self.store.clone(),
+            self.ring.clone(),
+            Arc::clone(&self.registry),
+            self.audit.clone(),
+        )
+        .client(app_id, &info.id)
+        .await
+        {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(provider = %info.id, error = %e, "cannot read the OAuth client for an upstream revocation");
+                None
+            }
+        };
         let ctx = Context {
-            client_id: String::new(),
-            client_secret: None,
+            client_id: client
+                .as_ref()
+                .map(|c| c.client_id.clone())
+                .unwrap_or_default(),
+            client_secret: client
+                .as_ref()
+                .and_then(|c| c.client_secret.as_ref().map(|s| s.as_str().to_owned())),
             redirect_uri: String::new(),
             scopes: Vec::new(),
             connection_params: params.clone(),

@@ -286,6 +286,42 @@ fn an_end_user_connects_through_the_consent_page_and_the_grant_works_in_both_mod
                     "one code exchange: {counts}"
                 );
 
+                // Revoking the grant revokes it at the server too (RFC 7009, the client
+                // authenticated): the access token the app was handed stops working there.
+                app.revoke_grant(&grant_id, Some("user left")).await?;
+                let counts = peer.stats().await?;
+                ensure!(counts["revocation_requests"] == 1, "{counts}");
+                let direct = reqwest::Client::new()
+                    .get(&me)
+                    .bearer_auth(&access_token)
+                    .send()
+                    .await?;
+                ensure!(
+                    direct.status() == 401,
+                    "revoked upstream: {}",
+                    direct.status()
+                );
+                let gone = app
+                    .proxy_request(Method::GET, &me)
+                    .grant_id(&grant_id)
+                    .send()
+                    .await;
+                ensure!(
+                    matches!(gone, Err(tessera_sdk::Error::GrantRevoked { .. })),
+                    "{gone:?}"
+                );
+                let revoked = app
+                    .audit()
+                    .grant_id(&grant_id)
+                    .action("grant.revoke")
+                    .list()
+                    .await?;
+                ensure!(
+                    revoked.items.len() == 1 && revoked.items[0].detail["upstream_revoked"] == true,
+                    "{:?}",
+                    revoked.items
+                );
+
                 // Declined on the consent page, no return_url: the host's own page, and the
                 // session says why.
                 let declined = app.create_connect_session(&session_request(None)).await?;
