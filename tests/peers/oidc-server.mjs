@@ -27,7 +27,8 @@
 // Test-only: GET /__stats answers what the token, revocation and introspection endpoints
 // were asked, so a test can assert, say, exactly one refresh per rotation and no
 // `invalid_grant`. POST /__revoke?token=ACCESS_TOKEN&what=access_token|grant ends one access
-// token, or the whole grant behind it, out of band.
+// token, or the whole grant behind it, out of band. POST /__fault?kind=500|malformed|hang&count=N
+// makes the next N token requests fail without touching any token.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -95,7 +96,10 @@ const stats = {
   revocation_requests: 0,
   introspection_requests: 0,
   revoked_grants: 0,
+  faults_served: 0,
 };
+
+const faults = { kind: undefined, count: 0, ms: 5000 };
 
 function count(map, key) {
   map[key] = (map[key] ?? 0) + 1;
@@ -162,6 +166,34 @@ async function main() {
     if (ctx.method === 'GET' && ctx.path === '/__stats') {
       ctx.type = 'json';
       ctx.body = stats;
+      return;
+    }
+    // Test-only: the next `count` token requests fail without being processed (the refresh
+    // token stays valid): `kind=500` answers a server error, `kind=malformed` a 200 whose
+    // body is not JSON, `kind=hang` waits `ms` milliseconds (default 5000) and then answers
+    // a server error.
+    if (ctx.method === 'POST' && ctx.path === '/__fault') {
+      faults.kind = ctx.query.kind;
+      faults.count = Number(ctx.query.count ?? 1);
+      faults.ms = Number(ctx.query.ms ?? 5000);
+      ctx.status = 204;
+      return;
+    }
+    if (ctx.method === 'POST' && ctx.path === '/token' && faults.count > 0) {
+      faults.count -= 1;
+      stats.faults_served += 1;
+      if (faults.kind === 'hang') {
+        await new Promise((resolve) => setTimeout(resolve, faults.ms));
+      }
+      if (faults.kind === 'malformed') {
+        ctx.status = 200;
+        ctx.type = 'json';
+        ctx.body = '{"access_token": "unterminated';
+      } else {
+        ctx.status = 500;
+        ctx.type = 'json';
+        ctx.body = { error: 'server_error', error_description: 'injected fault' };
+      }
       return;
     }
     // Test-only: what a user or the server itself does out of band. `token` names an access

@@ -119,7 +119,23 @@ struct Rig {
 
 impl Rig {
     fn new(dir: &Path, env: &[(&str, &str)], instances: usize) -> Result<Self> {
+        Self::with_timeout(dir, env, instances, None)
+    }
+
+    /// [`Rig::new`] with the hosts' egress timeout set (`tessera.toml` in the data dir).
+    fn with_timeout(
+        dir: &Path,
+        env: &[(&str, &str)],
+        instances: usize,
+        egress_timeout_ms: Option<u64>,
+    ) -> Result<Self> {
         init_with_app(dir, env)?;
+        if let Some(ms) = egress_timeout_ms {
+            std::fs::write(
+                dir.join("tessera.toml"),
+                format!("[egress]\ntimeout_ms = {ms}\n"),
+            )?;
+        }
         let key = all_scopes_key(dir, env, "billing")?;
         let mut envs = env.to_vec();
         envs.push(("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"));
@@ -300,5 +316,72 @@ fn three_instances_refresh_once_per_expiry() -> Result<()> {
             );
         }
         Ok(())
+    })
+}
+
+/// Asks the peer to fail its next token request (`kind`: `500`, `malformed`, `hang`).
+async fn fault_at_peer(issuer: &str, kind: &str) -> Result<()> {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{issuer}/__fault"),
+        [("kind", kind), ("count", "1"), ("ms", "4000")],
+    )?;
+    let r = reqwest::Client::new().post(url).send().await?;
+    ensure!(r.status() == 204, "fault at peer: {}", r.status());
+    Ok(())
+}
+
+/// The token endpoint failing (a 500, a body that is not JSON, no answer within the egress
+/// timeout) fails the call with a clear code and leaves the credential as it was: the next
+/// call refreshes with the same refresh token, which the server still accepts.
+#[test]
+fn token_endpoint_faults_fail_clearly_and_keep_the_credential() -> Result<()> {
+    on_both_backends(|dir, env| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let rig = Rig::with_timeout(dir, env, 1, Some(1_500))?;
+        let app = rig.app(0)?;
+        let issuer = rig.peer.issuer().to_owned();
+        rt.block_on(async {
+            let grant = connect(&app, &rig.redirect_uri()).await?;
+            let token = access_token(&app, &issuer, &grant).await?;
+            tokio::time::sleep(UNTIL_EXPIRING).await;
+            for (kind, code) in [
+                ("500", "refresh_failed"),
+                ("malformed", "refresh_failed"),
+                ("hang", "provider_unreachable"),
+            ] {
+                fault_at_peer(&issuer, kind).await?;
+                match me(&app, &issuer, &grant).await {
+                    Err(e) if e.code() == Some(code) => {
+                        let detail = e.detail().unwrap_or_default().to_owned();
+                        ensure!(!detail.contains(&token), "a token in an error: {detail}");
+                    }
+                    other => bail!("{kind}: expected {code}, got {other:?}"),
+                }
+                ensure!(
+                    app.grant(&grant).await?.status == GrantStatus::Active,
+                    "{kind}: a failed refresh must not end the grant"
+                );
+            }
+            // The credential is unchanged: the same access token is still handed out, and
+            // the next refresh, with the same refresh token, succeeds.
+            ensure!(access_token(&app, &issuer, &grant).await? != String::new());
+            ensure!(me(&app, &issuer, &grant).await? == (200, "ada".into()));
+            let stats = rig.peer.stats().await?;
+            ensure!(
+                counter(&stats, &["faults_served"]) == 3
+                    && counter(&stats, &["token_requests", "refresh_token"]) == 1
+                    && counter(&stats, &["invalid_grant"]) == 0
+                    && counter(&stats, &["revoked_grants"]) == 0,
+                "{stats}"
+            );
+            ensure!(
+                access_token(&app, &issuer, &grant).await? != token,
+                "the refresh did not replace the token"
+            );
+            Ok(())
+        })
     })
 }
