@@ -30,6 +30,13 @@ struct Cli {
     command: Task,
 }
 
+/// A benchmark that runs on its own.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchKind {
+    /// The OAuth refresh storm.
+    RefreshStorm,
+}
+
 #[derive(Subcommand)]
 enum Task {
     /// Build the provider components (target/providers/<id>.wasm) and the test components.
@@ -57,6 +64,13 @@ enum Task {
     /// and HTTP benchmarks of the retrieve and proxy call modes against a hyper "hello"
     /// server, nginx and a direct call (see BENCHMARKS.md).
     Bench {
+        /// Run only this benchmark: `refresh-storm` (100 callers on three host instances
+        /// sharing PostgreSQL, every call due for an OAuth refresh, against `oidc-provider`
+        /// with refresh-token rotation; ends with one `refresh-storm …` line).
+        which: Option<BenchKind>,
+        /// Rotations of the refresh storm (default 1,000).
+        #[arg(long, value_name = "N")]
+        rotations: Option<u64>,
         /// Calls of the HTTP memory run (the host's RSS after 10,000 and after this many
         /// calls). Default 1,000,000, or 20,000 with `--quick`.
         #[arg(long, value_name = "N")]
@@ -113,9 +127,16 @@ fn main() -> Result<()> {
         }
         Task::Test => test(&root),
         Task::Bench {
+            which: Some(BenchKind::RefreshStorm),
+            rotations,
+            ..
+        } => refresh_storm(&root, rotations.unwrap_or(1_000)),
+        Task::Bench {
+            which: None,
             http_calls,
             quick,
             http_only,
+            ..
         } => bench(&root, http_calls, quick, http_only),
     }
 }
@@ -179,6 +200,49 @@ fn bench(root: &Path, http_calls: Option<u64>, quick: bool, http_only: bool) -> 
         micro_benches(root)?;
     }
     bench_http::run(root, http_calls, quick)
+}
+
+/// The refresh storm: the end-to-end test `refresh_storm_on_three_instances` (real hosts,
+/// PostgreSQL, `oidc-provider`) with `rotations` rotations, in the test profile the other
+/// end-to-end tests use; prints its one-line report last.
+fn refresh_storm(root: &Path, rotations: u64) -> Result<()> {
+    ensure_rust_targets()?;
+    ensure_npm_peers(root)?;
+    components(root)?;
+    let pg_url = postgres::ensure_postgres()?;
+    step(&format!(
+        "refresh storm: 3 instances, 100 callers, {rotations} rotations"
+    ));
+    let out = Command::new(cargo_bin())
+        .current_dir(root)
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "tessera-tests",
+            "--test",
+            "cli",
+            "oauth_refresh::refresh_storm_on_three_instances",
+            "--",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(postgres::URL_VAR, &pg_url)
+        .env("TESSERA_STORM_ROTATIONS", rotations.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("could not start cargo test")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("refresh-storm "))
+        .map(str::to_owned);
+    if !out.status.success() {
+        bail!("the refresh storm failed:\n{stdout}");
+    }
+    let line = line.context("the refresh storm printed no report line")?;
+    println!("{line}");
+    Ok(())
 }
 
 fn micro_benches(root: &Path) -> Result<()> {

@@ -50,7 +50,7 @@ pub struct Refresher {
     instance: Arc<str>,
     /// How close to its expiry a credential is refreshed.
     skew: Duration,
-    locks: Arc<Mutex<HashMap<CredentialId, Weak<tokio::sync::Mutex<()>>>>>,
+    locks: Arc<Mutex<HashMap<CredentialId, Weak<Turn>>>>,
 }
 
 impl std::fmt::Debug for Refresher {
@@ -59,6 +59,51 @@ impl std::fmt::Debug for Refresher {
             .field("instance", &self.instance)
             .field("lease", &self.lease)
             .finish_non_exhaustive()
+    }
+}
+
+/// The queue of one credential's callers in this process, holding the newest credential
+/// this process refreshed or read, so that callers who waited for a refresh take its result
+/// without reading the database one after the other.
+type Turn = tokio::sync::Mutex<Option<Latest>>;
+
+/// A credential as last refreshed or read, by revision.
+struct Latest {
+    revision: i64,
+    credential: crate::plugin::types::Credential,
+    params: Vec<(String, String)>,
+    expires_at: Option<Timestamp>,
+}
+
+impl Latest {
+    fn of(r: &Resolved) -> Self {
+        Self {
+            revision: r.revision,
+            credential: r.credential.clone(),
+            params: r.params.clone(),
+            expires_at: r.expires_at,
+        }
+    }
+
+    /// `base` with this credential in place of its own.
+    fn apply(&self, base: &Resolved) -> Resolved {
+        Resolved {
+            grant: base.grant.clone(),
+            plugin: Arc::clone(&base.plugin),
+            credential: self.credential.clone(),
+            params: self.params.clone(),
+            expires_at: self.expires_at,
+            revision: self.revision,
+        }
+    }
+}
+
+impl Drop for Latest {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        for (_, v) in &mut self.credential.secrets {
+            v.zeroize();
+        }
     }
 }
 
@@ -90,7 +135,7 @@ impl Refresher {
         }
     }
 
-    fn lock_for(&self, id: CredentialId) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, id: CredentialId) -> Arc<Turn> {
         let mut locks = self
             .locks
             .lock()
@@ -99,7 +144,7 @@ impl Refresher {
             return lock;
         }
         locks.retain(|_, w| w.strong_count() > 0);
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let lock = Arc::new(tokio::sync::Mutex::new(None));
         locks.insert(id, Arc::downgrade(&lock));
         lock
     }
@@ -143,12 +188,19 @@ impl Refresher {
             return Ok(resolved);
         }
         let lock = self.lock_for(resolved.grant.credential_id);
-        let _turn = lock.lock().await;
+        let mut turn = lock.lock().await;
         let seen = resolved.revision;
-        let mut current = self.grants.reload(&resolved).await?;
         // Refreshed by someone else since this caller read it: use that (one refresh per
         // expiry, however many callers noticed it), unless it is already unusable.
+        if let Some(latest) = turn.as_ref()
+            && latest.revision > seen
+            && latest.expires_at.is_none_or(|at| at > Timestamp::now())
+        {
+            return Ok(latest.apply(&resolved));
+        }
+        let mut current = self.grants.reload(&resolved).await?;
         if current.revision != seen && !Self::expired(&current, Timestamp::now()) {
+            *turn = Some(Latest::of(&current));
             return Ok(current);
         }
         let deadline = tokio::time::Instant::now() + self.lease * 2;
@@ -166,12 +218,16 @@ impl Refresher {
                 if fresh.revision != current.revision && !Self::expired(&fresh, Timestamp::now()) {
                     credentials::release_refresh_lease(&self.store, app, id, &self.instance)
                         .await?;
+                    *turn = Some(Latest::of(&fresh));
                     return Ok(fresh);
                 }
                 let result = self.refresh_held(fresh).await;
-                if result.is_err() {
-                    credentials::release_refresh_lease(&self.store, app, id, &self.instance)
-                        .await?;
+                match &result {
+                    Ok(r) => *turn = Some(Latest::of(r)),
+                    Err(_) => {
+                        credentials::release_refresh_lease(&self.store, app, id, &self.instance)
+                            .await?;
+                    }
                 }
                 return result;
             }
@@ -194,6 +250,7 @@ impl Refresher {
                     Some((revision, _)) if revision != current.revision => {
                         let fresh = self.grants.reload(&current).await?;
                         if !Self::expired(&fresh, Timestamp::now()) {
+                            *turn = Some(Latest::of(&fresh));
                             return Ok(fresh);
                         }
                         current = fresh;

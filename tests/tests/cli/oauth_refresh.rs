@@ -385,3 +385,212 @@ fn token_endpoint_faults_fail_clearly_and_keep_the_credential() -> Result<()> {
         })
     })
 }
+
+/// What one refresh storm did.
+struct Storm {
+    instances: usize,
+    callers: usize,
+    /// Rotations the host committed (the credential's revision moved this many times).
+    rotations: u64,
+    /// Refresh requests the token endpoint received.
+    token_endpoint_calls: u64,
+    invalid_grant: u64,
+    revoked_grants: u64,
+    failed_calls: u64,
+    wall: Duration,
+    one_roundtrip: Duration,
+}
+
+impl Storm {
+    fn line(&self) -> String {
+        format!(
+            "refresh-storm instances={} callers={} rotations={} token_endpoint_calls={} invalid_grant={} revoked_grants={} wall_ms={} one_roundtrip_ms={:.1}",
+            self.instances,
+            self.callers,
+            self.rotations,
+            self.token_endpoint_calls,
+            self.invalid_grant,
+            self.revoked_grants,
+            self.wall.as_millis(),
+            self.one_roundtrip.as_secs_f64() * 1e3,
+        )
+    }
+
+    fn check(&self) -> Result<()> {
+        ensure!(
+            self.rotations > 0
+                && self.token_endpoint_calls == self.rotations
+                && self.invalid_grant == 0
+                && self.revoked_grants == 0
+                && self.failed_calls == 0,
+            "{}, failed_calls={}",
+            self.line(),
+            self.failed_calls
+        );
+        Ok(())
+    }
+}
+
+/// The credential's revision (1 when stored, +1 per committed refresh).
+async fn revision(dir: &Path, env: &[(&str, &str)]) -> Result<i64> {
+    use sqlx::Connection as _;
+    let sql = "SELECT revision FROM credentials WHERE provider = 'oauth2'";
+    Ok(
+        match env.iter().find(|(k, _)| *k == "TESSERA_DATABASE_URL") {
+            Some((_, url)) => {
+                let mut c = sqlx::PgConnection::connect(url).await?;
+                sqlx::query_scalar(sql).fetch_one(&mut c).await?
+            }
+            None => {
+                let path = dir.join("tessera.db");
+                let mut c = sqlx::SqliteConnection::connect(&format!(
+                    "sqlite://{}?mode=ro",
+                    path.display()
+                ))
+                .await?;
+                sqlx::query_scalar(sql).fetch_one(&mut c).await?
+            }
+        },
+    )
+}
+
+/// The rotations a storm aims for: `TESSERA_STORM_ROTATIONS`, else `default`.
+fn storm_rotations(default: u64) -> u64 {
+    std::env::var("TESSERA_STORM_ROTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `callers` tasks call retrieve in a loop, spread over `instances` hosts, on a credential
+/// that is always due for refresh (the skew is the token's whole lifetime), until the
+/// server has rotated the refresh token `rotations` times. Every rotation must cost exactly
+/// one token-endpoint call, and no refresh token may ever be used twice.
+fn storm(
+    dir: &Path,
+    env: &[(&str, &str)],
+    instances: usize,
+    callers: usize,
+    rotations: u64,
+) -> Result<Storm> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    init_with_app(dir, env)?;
+    let key = all_scopes_key(dir, env, "billing")?;
+    let mut envs = env.to_vec();
+    envs.push(("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"));
+    // Always due: the skew is as long as the token lives.
+    envs.push(("TESSERA_REFRESH_SKEW_SECS", "600"));
+    let hosts = (0..instances)
+        .map(|_| start_with(dir, None, &envs))
+        .collect::<Result<Vec<_>>>()?;
+    let redirect_uri = format!("http://{}/connect/callback", hosts[0].addr);
+    let peer = OidcPeer::start(&json!({
+        "clients": [{
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": [redirect_uri],
+        }],
+        "access_token_ttl": 600,
+    }))?;
+    configure(dir, env, peer.issuer())?;
+    let apps = hosts
+        .iter()
+        .map(|h| App::new(&key, &format!("http://{}", h.addr)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let issuer = peer.issuer().to_owned();
+    rt.block_on(async {
+        let grant = connect(&apps[0], &redirect_uri).await?;
+        // One call that refreshes, alone: the round trip the storm is compared with.
+        let started = std::time::Instant::now();
+        access_token(&apps[0], &issuer, &grant).await?;
+        let one_roundtrip = started.elapsed();
+        let base_calls = counter(&peer.stats().await?, &["token_requests", "refresh_token"]);
+        let base_revision = revision(dir, env).await?;
+
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let started = std::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..callers {
+            let (app, issuer, grant) = (apps[i % instances].clone(), issuer.clone(), grant.clone());
+            let (done, failed) = (done.clone(), failed.clone());
+            tasks.spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if access_token(&app, &issuer, &grant).await.is_err() {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let calls = counter(&peer.stats().await?, &["token_requests", "refresh_token"]);
+            if calls - base_calls >= rotations {
+                break;
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "only {} rotations after 10 minutes",
+                calls - base_calls
+            );
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        while let Some(r) = tasks.join_next().await {
+            r?;
+        }
+        let wall = started.elapsed();
+        let stats = peer.stats().await?;
+        let rotated = revision(dir, env).await? - base_revision;
+        Ok(Storm {
+            instances,
+            callers,
+            rotations: u64::try_from(rotated).unwrap_or(0),
+            token_endpoint_calls: counter(&stats, &["token_requests", "refresh_token"])
+                - base_calls,
+            invalid_grant: counter(&stats, &["invalid_grant"]),
+            revoked_grants: counter(&stats, &["revoked_grants"]),
+            failed_calls: failed.load(std::sync::atomic::Ordering::Relaxed),
+            wall,
+            one_roundtrip,
+        })
+    })
+}
+
+/// The refresh storm on one host, on both backends: 100 callers, every call due for refresh.
+#[test]
+fn refresh_storm_on_one_instance() -> Result<()> {
+    on_both_backends(|dir, env| {
+        let report = storm(dir, env, 1, 100, storm_rotations(100))?;
+        println!("{}", report.line());
+        report.check()
+    })
+}
+
+/// The refresh storm on three hosts sharing one PostgreSQL database. `cargo xtask bench
+/// refresh-storm` runs it with `TESSERA_STORM_ROTATIONS=1000` and reports its line.
+#[test]
+fn refresh_storm_on_three_instances() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let db = rt
+        .block_on(TestDb::new(BackendKind::Postgres))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let DatabaseConfig::Postgres { url } = db.config() else {
+        bail!("not PostgreSQL");
+    };
+    let data = tempfile::tempdir()?;
+    let dir = data.path().join("data");
+    let report = storm(
+        &dir,
+        &[("TESSERA_DATABASE_URL", url.as_str())],
+        3,
+        100,
+        storm_rotations(100),
+    )?;
+    println!("{}", report.line());
+    report.check()
+}
