@@ -33,6 +33,7 @@ use crate::oauth::refresh::{Reason, Refresher};
 use crate::plugin::PluginError;
 use crate::plugin::types::{Classification, HttpRequest, ProviderError};
 use crate::store::{AgentId, Timestamp};
+use tessera_proto::grants::GrantKind;
 
 /// The largest request body a proxied call may carry, in bytes (after base64 decoding).
 pub const MAX_PROXY_BODY: usize = 768 * 1024;
@@ -104,6 +105,17 @@ pub enum CallError {
         /// Whether the provider says the grant needs reconnecting.
         reauth: bool,
     },
+    /// The provider refused the call for a missing scope.
+    #[error(
+        "{provider} refused the call for a scope this grant does not hold ({}); the user must connect again to grant it",
+        if .missing.is_empty() { "not named".to_owned() } else { .missing.join(" ") }
+    )]
+    ScopeReauthRequired {
+        /// The provider.
+        provider: String,
+        /// The missing scopes, where the provider named them.
+        missing: Vec<String>,
+    },
     /// The audit row could not be written: the call is refused.
     #[error("the audit log is unavailable, so the call was refused")]
     AuditUnavailable(#[source] AuditError),
@@ -139,6 +151,7 @@ impl CallError {
             CallError::Component { .. } => codes::COMPONENT_FAILED,
             CallError::Rejected { reauth: true, .. } => codes::GRANT_REAUTH_REQUIRED,
             CallError::Rejected { .. } => codes::PROVIDER_REJECTED,
+            CallError::ScopeReauthRequired { .. } => codes::SCOPE_REAUTH_REQUIRED,
             CallError::AuditUnavailable(_) => codes::AUDIT_UNAVAILABLE,
         }
     }
@@ -155,6 +168,7 @@ pub fn status_for_code(code: &str) -> u16 {
         codes::GRANT_NOT_FOUND | codes::PROVIDER_NOT_FOUND => 404,
         codes::GRANT_REVOKED => 410,
         codes::GRANT_REAUTH_REQUIRED | "grant_conflict" => 409,
+        codes::SCOPE_REAUTH_REQUIRED => 403,
         codes::INVALID_REQUEST | codes::HOST_NOT_ALLOWED => 400,
         codes::PROVIDER_REJECTED => 422,
         codes::PROVIDER_UNREACHABLE
@@ -612,6 +626,23 @@ impl Calls {
                 signed = s;
                 retried = true;
             }
+        }
+        if open.status == 403 && resolved.grant.kind == GrantKind::Oauth {
+            let answer = open
+                .into_response()
+                .await
+                .map_err(|e| from_egress(&provider, e))?;
+            if let Ok(Classification::InsufficientScope(missing)) = resolved
+                .plugin
+                .classify_async(answer.clone(), unix_seconds())
+                .await
+            {
+                trail
+                    .detail
+                    .insert("upstream_status".into(), answer.status.into());
+                return Err(CallError::ScopeReauthRequired { provider, missing });
+            }
+            open = OpenResponse::buffered(answer);
         }
         let wire = json!({
             "status": open.status,

@@ -724,7 +724,31 @@ impl Grants {
 
     async fn view(&self, g: GrantRecord) -> Result<Grant, GrantError> {
         let c = credentials::get(&self.store, g.app_id, g.credential_id, false).await?;
-        Ok(to_wire(g, c.as_ref()))
+        let wanted = self.configured_scopes(&g).await?;
+        let mut grant = to_wire(g, c.as_ref());
+        grant.missing_scopes = missing_scopes(&grant, wanted.as_deref());
+        Ok(grant)
+    }
+
+    /// The scopes the app's OAuth configuration asks of `g`'s provider now (its own list,
+    /// else the provider's defaults); `None` for a managed secret or an unconfigured
+    /// provider.
+    async fn configured_scopes(&self, g: &GrantRecord) -> Result<Option<Vec<String>>, GrantError> {
+        if g.kind != GrantKind::Oauth {
+            return Ok(None);
+        }
+        let record =
+            crate::store::provider_configs::get(&self.store, g.app_id, &g.provider, false).await?;
+        Ok(record.map(|c| {
+            if c.scopes.is_empty() {
+                self.registry
+                    .get(&g.provider)
+                    .map(|p| p.info().default_scopes.clone())
+                    .unwrap_or_default()
+            } else {
+                c.scopes
+            }
+        }))
     }
 
     /// A page of the owner's grants.
@@ -1131,6 +1155,7 @@ fn to_wire(g: GrantRecord, c: Option<&CredentialRecord>) -> Grant {
         principal: g.principal,
         account_label: g.account_label,
         scopes: g.scopes,
+        missing_scopes: Vec::new(),
         status: g.status,
         metadata: c.map(|c| c.metadata.clone()).unwrap_or_default(),
         expires_at: c.and_then(|c| c.expires_at).map(Timestamp::to_rfc3339),
@@ -1138,6 +1163,20 @@ fn to_wire(g: GrantRecord, c: Option<&CredentialRecord>) -> Grant {
         updated_at: g.updated_at.to_rfc3339(),
         last_used_at: g.last_used_at.map(Timestamp::to_rfc3339),
         revoked_at: g.revoked_at.map(Timestamp::to_rfc3339),
+    }
+}
+
+/// Of `wanted`, the scopes `grant` does not hold: a scope mismatch after the operator
+/// added scopes. Nothing for a revoked grant, or one whose provider did not say what it
+/// granted.
+fn missing_scopes(grant: &Grant, wanted: Option<&[String]>) -> Vec<String> {
+    match wanted {
+        Some(wanted) if grant.status != GrantStatus::Revoked && !grant.scopes.is_empty() => wanted
+            .iter()
+            .filter(|s| !grant.scopes.contains(s))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

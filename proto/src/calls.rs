@@ -167,6 +167,10 @@ pub mod codes {
     /// answered something unreadable); the stored credential is unchanged. Retrying later
     /// may help; a dead refresh token is `grant_reauth_required` instead.
     pub const REFRESH_FAILED: &str = "refresh_failed";
+    /// The provider refused the call because the grant lacks a scope (an RFC 6750
+    /// `insufficient_scope` answer): the user must connect again granting it. The problem's
+    /// detail names the missing scopes where the provider said.
+    pub const SCOPE_REAUTH_REQUIRED: &str = "scope_reauth_required";
     /// The audit row could not be written, so the call was refused.
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
     /// The key lacks Tessera scopes.

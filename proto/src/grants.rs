@@ -222,6 +222,13 @@ pub struct Grant {
     pub account_label: String,
     /// Provider scopes held, if the provider has scopes.
     pub scopes: Vec<String>,
+    /// Scope mismatch: scopes the app's OAuth configuration for this provider now asks for
+    /// that this grant does not hold (the operator added them after the user connected).
+    /// The grant still works for what it holds; the user connects again to grant the rest.
+    /// Empty (and absent) when nothing is missing or the provider did not say what it
+    /// granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_scopes: Vec<String>,
     /// Where it stands.
     pub status: GrantStatus,
     /// Non-secret facts about the credential (e.g. Stripe's `mode`, AWS's `region`).

@@ -28,6 +28,14 @@ pub enum Error {
         /// The host's explanation.
         detail: String,
     },
+    /// `scope_reauth_required`: the provider refused the call for a scope the grant does
+    /// not hold; the user must connect again to grant it (the detail names the scopes where
+    /// the provider said).
+    #[error("the grant lacks a scope the provider needs: {detail}")]
+    ScopeReauthRequired {
+        /// The host's explanation.
+        detail: String,
+    },
     /// `grant_reauth_required`: the user must connect the provider again.
     #[error("grant needs re-authorization: {detail}")]
     GrantReauthRequired {
@@ -153,6 +161,7 @@ impl Error {
             codes::GRANT_NOT_FOUND => Self::GrantNotFound { detail },
             codes::GRANT_REVOKED => Self::GrantRevoked { detail },
             codes::GRANT_REAUTH_REQUIRED => Self::GrantReauthRequired { detail },
+            codes::SCOPE_REAUTH_REQUIRED => Self::ScopeReauthRequired { detail },
             codes::INSUFFICIENT_SCOPE => Self::InsufficientScope {
                 missing: missing_scopes.unwrap_or_default(),
                 detail,
@@ -210,6 +219,7 @@ impl Error {
             Self::GrantNotFound { .. } => codes::GRANT_NOT_FOUND,
             Self::GrantRevoked { .. } => codes::GRANT_REVOKED,
             Self::GrantReauthRequired { .. } => codes::GRANT_REAUTH_REQUIRED,
+            Self::ScopeReauthRequired { .. } => codes::SCOPE_REAUTH_REQUIRED,
             Self::InsufficientScope { .. } => codes::INSUFFICIENT_SCOPE,
             Self::HostNotAllowed { .. } => codes::HOST_NOT_ALLOWED,
             Self::ProviderUnreachable { .. } => codes::PROVIDER_UNREACHABLE,
@@ -236,6 +246,7 @@ impl Error {
             Self::GrantNotFound { detail }
             | Self::GrantRevoked { detail }
             | Self::GrantReauthRequired { detail }
+            | Self::ScopeReauthRequired { detail }
             | Self::InsufficientScope { detail, .. }
             | Self::HostNotAllowed { detail }
             | Self::ProviderUnreachable { detail }
@@ -296,11 +307,14 @@ mod tests {
     #[test]
     fn call_codes_map_to_their_variants_and_keep_the_detail() {
         type IsVariant = fn(&Error) -> bool;
-        let cases: [(&str, IsVariant); 10] = [
+        let cases: [(&str, IsVariant); 11] = [
             ("grant_not_found", |e| {
                 matches!(e, Error::GrantNotFound { .. })
             }),
             ("grant_revoked", |e| matches!(e, Error::GrantRevoked { .. })),
+            ("scope_reauth_required", |e| {
+                matches!(e, Error::ScopeReauthRequired { .. })
+            }),
             ("grant_reauth_required", |e| {
                 matches!(e, Error::GrantReauthRequired { .. })
             }),

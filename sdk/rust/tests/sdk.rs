@@ -184,6 +184,7 @@ fn grant(id: &str) -> Grant {
         principal: Principal::System,
         account_label: "acct_1".into(),
         scopes: vec![],
+        missing_scopes: vec![],
         status: GrantStatus::Active,
         metadata: BTreeMap::default(),
         expires_at: None,

@@ -38,6 +38,17 @@ pub(super) fn all_scopes_key(dir: &Path, env: &[(&str, &str)], app: &str) -> Res
 /// `tessera provider configure oauth2` for the peer, the client secret on stdin.
 pub(super) fn configure(dir: &Path, env: &[(&str, &str)], issuer: &str) -> Result<()> {
     let api_host = issuer.trim_start_matches("http://");
+    configure_with(dir, env, issuer, api_host, "openid,offline_access,email")
+}
+
+/// [`configure`] with the API host and scopes given.
+pub(super) fn configure_with(
+    dir: &Path,
+    env: &[(&str, &str)],
+    issuer: &str,
+    api_host: &str,
+    scopes: &str,
+) -> Result<()> {
     let mut cmd = Command::new(tessera_bin()?);
     cmd.arg("--data-dir").arg(dir).args([
         "provider",
@@ -50,7 +61,7 @@ pub(super) fn configure(dir: &Path, env: &[(&str, &str)], issuer: &str) -> Resul
         "--client-secret",
         "-",
         "--scopes",
-        "openid,offline_access,email",
+        scopes,
         "--param",
         &format!("issuer={issuer}"),
         "--param",

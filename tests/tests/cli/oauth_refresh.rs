@@ -435,23 +435,14 @@ impl Storm {
 async fn revision(dir: &Path, env: &[(&str, &str)]) -> Result<i64> {
     use sqlx::Connection as _;
     let sql = "SELECT revision FROM credentials WHERE provider = 'oauth2'";
-    Ok(
-        match env.iter().find(|(k, _)| *k == "TESSERA_DATABASE_URL") {
-            Some((_, url)) => {
-                let mut c = sqlx::PgConnection::connect(url).await?;
-                sqlx::query_scalar(sql).fetch_one(&mut c).await?
-            }
-            None => {
-                let path = dir.join("tessera.db");
-                let mut c = sqlx::SqliteConnection::connect(&format!(
-                    "sqlite://{}?mode=ro",
-                    path.display()
-                ))
-                .await?;
-                sqlx::query_scalar(sql).fetch_one(&mut c).await?
-            }
-        },
-    )
+    if let Some((_, url)) = env.iter().find(|(k, _)| *k == "TESSERA_DATABASE_URL") {
+        let mut c = sqlx::PgConnection::connect(url).await?;
+        return Ok(sqlx::query_scalar(sql).fetch_one(&mut c).await?);
+    }
+    let path = dir.join("tessera.db");
+    let mut c =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", path.display())).await?;
+    Ok(sqlx::query_scalar(sql).fetch_one(&mut c).await?)
 }
 
 /// The rotations a storm aims for: `TESSERA_STORM_ROTATIONS`, else `default`.
@@ -532,7 +523,7 @@ fn storm(
                 break;
             }
             ensure!(
-                started.elapsed() < Duration::from_secs(600),
+                started.elapsed() < Duration::from_mins(10),
                 "only {} rotations after 10 minutes",
                 calls - base_calls
             );
@@ -593,4 +584,137 @@ fn refresh_storm_on_three_instances() -> Result<()> {
     )?;
     println!("{}", report.line());
     report.check()
+}
+
+/// A stand-in for a provider API that needs the `calendar` scope: it checks the bearer
+/// token with the authorization server's introspection endpoint (as a resource server
+/// would) and answers RFC 6750 `insufficient_scope` when the token lacks the scope.
+async fn start_calendar_api(issuer: String) -> Result<String> {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+
+    async fn events(
+        axum::extract::State(issuer): axum::extract::State<String>,
+        headers: HeaderMap,
+    ) -> axum::response::Response {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_owned();
+        let introspected: serde_json::Value = match reqwest::Client::new()
+            .post(format!("{issuer}/token/introspection"))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
+        };
+        if introspected["active"] != true {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Bearer error=\"invalid_token\"")],
+            )
+                .into_response();
+        }
+        let scopes = introspected["scope"].as_str().unwrap_or_default();
+        if !scopes.split(' ').any(|s| s == "calendar") {
+            return (
+                StatusCode::FORBIDDEN,
+                [(
+                    "www-authenticate",
+                    "Bearer error=\"insufficient_scope\", scope=\"calendar\"",
+                )],
+            )
+                .into_response();
+        }
+        axum::Json(json!({"events": [{"title": "standup"}]})).into_response()
+    }
+
+    let app = axum::Router::new()
+        .route("/events", axum::routing::get(events))
+        .with_state(issuer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr.to_string())
+}
+
+/// A provider `403 insufficient_scope` is `scope_reauth_required`; when the operator adds
+/// the scope to the app's configuration, the grant reports it missing (scope mismatch)
+/// until the user connects again, which grants it and keeps the grant id.
+#[test]
+fn missing_scopes_are_reported_and_a_reconnect_grants_them() -> Result<()> {
+    on_both_backends(|dir, env| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        init_with_app(dir, env)?;
+        let key = all_scopes_key(dir, env, "billing")?;
+        let mut envs = env.to_vec();
+        envs.push(("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"));
+        let host = start_with(dir, None, &envs)?;
+        let redirect_uri = format!("http://{}/connect/callback", host.addr);
+        let peer = OidcPeer::start(&json!({
+            "clients": [{
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": [redirect_uri],
+            }],
+            "scopes": ["calendar"],
+            "access_token_ttl": 600,
+        }))?;
+        let issuer = peer.issuer().to_owned();
+        let api = rt.block_on(start_calendar_api(issuer.clone()))?;
+        let basic = "openid,offline_access,email";
+        super::oauth_connect::configure_with(dir, env, &issuer, &api, basic)?;
+        let app = App::new(&key, &format!("http://{}", host.addr))?;
+        let events = format!("http://{api}/events");
+        rt.block_on(async {
+            let grant = connect(&app, &redirect_uri).await?;
+            ensure!(app.grant(&grant).await?.missing_scopes.is_empty());
+            let refused = app
+                .proxy_request(Method::GET, &events)
+                .grant_id(&grant)
+                .send()
+                .await;
+            match refused {
+                Err(Error::ScopeReauthRequired { detail }) => {
+                    ensure!(detail.contains("calendar"), "{detail}");
+                }
+                other => bail!("a missing scope: {other:?}"),
+            }
+            Ok(())
+        })?;
+
+        // The operator adds the scope: the grant reports the mismatch.
+        let wider = "openid,offline_access,email,calendar";
+        super::oauth_connect::configure_with(dir, env, &issuer, &api, wider)?;
+        rt.block_on(async {
+            let grants = app.grants().list().await?;
+            let g = grants.items.first().context("the grant")?;
+            ensure!(g.missing_scopes == ["calendar"], "{g:?}");
+            // The user connects again: the same grant, now with the scope.
+            let again = connect(&app, &redirect_uri).await?;
+            ensure!(again == g.id, "a reconnect made a new grant");
+            let g = app.grant(&again).await?;
+            ensure!(
+                g.missing_scopes.is_empty() && g.scopes.contains(&"calendar".to_owned()),
+                "{g:?}"
+            );
+            let ok = app
+                .proxy_request(Method::GET, &events)
+                .grant_id(&again)
+                .send()
+                .await?;
+            ensure!(ok.status() == 200, "with the scope: {}", ok.status());
+            Ok(())
+        })
+    })
 }
