@@ -27,8 +27,8 @@
 // Test-only: GET /__stats answers what the token, revocation and introspection endpoints
 // were asked, so a test can assert, say, exactly one refresh per rotation and no
 // `invalid_grant`. POST /__revoke?token=ACCESS_TOKEN&what=access_token|grant ends one access
-// token, or the whole grant behind it, out of band. POST /__fault?kind=500|malformed|hang&count=N
-// makes the next N token requests fail without touching any token.
+// token, or the whole grant behind it, out of band. POST /__fault?kind=500|malformed|hang|slow&count=N
+// makes the next N token requests fail without touching any token (or, `slow`, answer late).
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -171,7 +171,8 @@ async function main() {
     // Test-only: the next `count` token requests fail without being processed (the refresh
     // token stays valid): `kind=500` answers a server error, `kind=malformed` a 200 whose
     // body is not JSON, `kind=hang` waits `ms` milliseconds (default 5000) and then answers
-    // a server error.
+    // a server error. `kind=slow` processes the request normally but answers only after
+    // `ms` milliseconds.
     if (ctx.method === 'POST' && ctx.path === '/__fault') {
       faults.kind = ctx.query.kind;
       faults.count = Number(ctx.query.count ?? 1);
@@ -179,7 +180,12 @@ async function main() {
       ctx.status = 204;
       return;
     }
-    if (ctx.method === 'POST' && ctx.path === '/token' && faults.count > 0) {
+    let slow = 0;
+    if (ctx.method === 'POST' && ctx.path === '/token' && faults.count > 0 && faults.kind === 'slow') {
+      faults.count -= 1;
+      stats.faults_served += 1;
+      slow = faults.ms;
+    } else if (ctx.method === 'POST' && ctx.path === '/token' && faults.count > 0) {
       faults.count -= 1;
       stats.faults_served += 1;
       if (faults.kind === 'hang') {
@@ -239,6 +245,11 @@ async function main() {
       stats.revocation_requests += 1;
     } else if (ctx.path === '/token/introspection') {
       stats.introspection_requests += 1;
+    }
+    if (slow > 0) {
+      // The request is processed (a refresh token rotated) and counted; only the answer
+      // is late, so a client that dies meanwhile never learns the new tokens.
+      await new Promise((resolve) => setTimeout(resolve, slow));
     }
   });
 

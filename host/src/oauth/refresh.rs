@@ -119,7 +119,7 @@ pub enum Reason {
 
 impl Refresher {
     /// A refresher over the grant service. `http_timeout` is the egress timeout: the lease
-    /// lasts twice that plus ten seconds.
+    /// lasts twice that plus two seconds (the commit after the answer fits easily).
     pub fn new(grants: Grants, configs: ProviderConfigs, http_timeout: Duration) -> Self {
         let mut id = [0u8; 8];
         rand::rng().fill_bytes(&mut id);
@@ -128,7 +128,7 @@ impl Refresher {
             egress: grants.egress().clone(),
             grants,
             configs,
-            lease: http_timeout * 2 + Duration::from_secs(10),
+            lease: http_timeout * 2 + Duration::from_secs(2),
             instance: Arc::from(hex::encode(id)),
             skew: EXPIRY_SKEW,
             locks: Arc::new(Mutex::new(HashMap::new())),

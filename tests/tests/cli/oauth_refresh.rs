@@ -115,6 +115,8 @@ struct Rig {
     hosts: Vec<Host>,
     peer: OidcPeer,
     key: String,
+    dir: PathBuf,
+    envs: Vec<(String, String)>,
 }
 
 impl Rig {
@@ -154,7 +156,16 @@ impl Rig {
             "access_token_ttl": ACCESS_TOKEN_TTL,
         }))?;
         configure(dir, env, peer.issuer())?;
-        Ok(Self { hosts, peer, key })
+        Ok(Self {
+            hosts,
+            peer,
+            key,
+            dir: dir.to_owned(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        })
     }
 
     fn app(&self, i: usize) -> Result<App> {
@@ -162,6 +173,20 @@ impl Rig {
             &self.key,
             &format!("http://{}", self.hosts[i].addr),
         )?)
+    }
+
+    /// Kills host `i` with SIGKILL (no shutdown, no flush) and starts a new one on the same
+    /// data; the new host's app client.
+    fn kill_and_restart(&mut self, i: usize) -> Result<App> {
+        self.hosts[i].child.kill()?;
+        self.hosts[i].child.wait()?;
+        let envs: Vec<(&str, &str)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.hosts[i] = start_with(&self.dir, None, &envs)?;
+        self.app(i)
     }
 
     fn redirect_uri(&self) -> String {
@@ -717,4 +742,115 @@ fn missing_scopes_are_reported_and_a_reconnect_grants_them() -> Result<()> {
             Ok(())
         })
     })
+}
+
+/// Polls the peer's counters until `path` reaches `n` (at most 10 s).
+async fn wait_for_counter(peer: &OidcPeer, path: &[&str], n: u64) -> Result<()> {
+    for _ in 0..400 {
+        if counter(&peer.stats().await?, path) >= n {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("the peer never counted {path:?} = {n}")
+}
+
+/// The host killed with SIGKILL mid-refresh. Killed before the server processed the token
+/// request: after a restart, the dead host's lease lapses and the grant refreshes. Killed
+/// after a committed refresh: the new tokens are there after a restart. Killed after the
+/// server rotated the refresh token but before the host stored the answer: the loss is
+/// detected on the next refresh (`invalid_grant`, the row unchanged) and reported as
+/// `grant_reauth_required`, audited, never silent.
+#[test]
+#[allow(clippy::too_many_lines)]
+fn a_host_killed_mid_refresh_loses_nothing_silently() -> Result<()> {
+    on_both_backends(|dir, env| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        // A 1.5 s egress timeout makes the refresh lease 5 s.
+        let mut rig = Rig::with_timeout(dir, env, 1, Some(1_500))?;
+        let mut app = rig.app(0)?;
+        let issuer = rig.peer.issuer().to_owned();
+        let grant = rt.block_on(connect(&app, &rig.redirect_uri()))?;
+
+        // 1. Killed while the token request hangs at the server, unprocessed.
+        rt.block_on(async {
+            tokio::time::sleep(UNTIL_EXPIRING).await;
+            fault_at_peer_for(&issuer, "hang", 3_000).await?;
+            let (a, i, g) = (app.clone(), issuer.clone(), grant.clone());
+            let in_flight = tokio::spawn(async move { me(&a, &i, &g).await });
+            wait_for_counter(&rig.peer, &["faults_served"], 1).await?;
+            in_flight.abort();
+            Ok::<(), anyhow::Error>(())
+        })?;
+        app = rig.kill_and_restart(0)?;
+        rt.block_on(async {
+            ensure!(me(&app, &issuer, &grant).await? == (200, "ada".into()));
+            let stats = rig.peer.stats().await?;
+            ensure!(
+                counter(&stats, &["token_requests", "refresh_token"]) == 1
+                    && counter(&stats, &["invalid_grant"]) == 0,
+                "after a kill before the token request: {stats}"
+            );
+            Ok(())
+        })?;
+
+        // 2. Killed after a committed refresh: the new tokens survive.
+        app = rig.kill_and_restart(0)?;
+        rt.block_on(async {
+            ensure!(me(&app, &issuer, &grant).await? == (200, "ada".into()));
+            tokio::time::sleep(UNTIL_EXPIRING).await;
+            ensure!(me(&app, &issuer, &grant).await? == (200, "ada".into()));
+            let stats = rig.peer.stats().await?;
+            ensure!(
+                counter(&stats, &["token_requests", "refresh_token"]) == 2
+                    && counter(&stats, &["invalid_grant"]) == 0,
+                "after a kill after the commit: {stats}"
+            );
+            Ok(())
+        })?;
+
+        // 3. Killed after the server rotated the refresh token, before the answer arrived.
+        rt.block_on(async {
+            tokio::time::sleep(UNTIL_EXPIRING).await;
+            fault_at_peer_for(&issuer, "slow", 1_000).await?;
+            let (a, i, g) = (app.clone(), issuer.clone(), grant.clone());
+            let in_flight = tokio::spawn(async move { me(&a, &i, &g).await });
+            wait_for_counter(&rig.peer, &["token_requests", "refresh_token"], 3).await?;
+            in_flight.abort();
+            Ok::<(), anyhow::Error>(())
+        })?;
+        app = rig.kill_and_restart(0)?;
+        rt.block_on(async {
+            match me(&app, &issuer, &grant).await {
+                Err(Error::GrantReauthRequired { .. }) => {}
+                other => bail!("a lost rotation must be reported: {other:?}"),
+            }
+            let g = app.grant(&grant).await?;
+            ensure!(g.status == GrantStatus::ReauthRequired, "{g:?}");
+            let stats = rig.peer.stats().await?;
+            ensure!(counter(&stats, &["invalid_grant"]) == 1, "{stats}");
+            let audited = app
+                .audit()
+                .grant_id(&grant)
+                .action("grant.reauth_required")
+                .list()
+                .await?;
+            ensure!(audited.items.len() == 1, "{:?}", audited.items);
+            Ok(())
+        })
+    })
+}
+
+/// [`fault_at_peer`] with the delay given.
+async fn fault_at_peer_for(issuer: &str, kind: &str, ms: u64) -> Result<()> {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{issuer}/__fault"),
+        [("kind", kind), ("count", "1"), ("ms", &ms.to_string())],
+    )?;
+    let r = reqwest::Client::new().post(url).send().await?;
+    ensure!(r.status() == 204, "fault at peer: {}", r.status());
+    Ok(())
 }
