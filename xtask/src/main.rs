@@ -64,9 +64,10 @@ enum Task {
     /// and HTTP benchmarks of the retrieve and proxy call modes against a hyper "hello"
     /// server, nginx and a direct call (see BENCHMARKS.md).
     Bench {
-        /// Run only this benchmark: `refresh-storm` (100 callers on three host instances
-        /// sharing PostgreSQL, every call due for an OAuth refresh, against `oidc-provider`
-        /// with refresh-token rotation; ends with one `refresh-storm …` line).
+        /// Run only this benchmark: `refresh-storm` (100 callers on one host instance, then
+        /// on three sharing PostgreSQL, every call due for an OAuth refresh, against
+        /// `oidc-provider` with refresh-token rotation; ends with the three-instance
+        /// `refresh-storm …` line).
         which: Option<BenchKind>,
         /// Rotations of the refresh storm (default 1,000).
         #[arg(long, value_name = "N")]
@@ -202,16 +203,17 @@ fn bench(root: &Path, http_calls: Option<u64>, quick: bool, http_only: bool) -> 
     bench_http::run(root, http_calls, quick)
 }
 
-/// The refresh storm: the end-to-end test `refresh_storm_on_three_instances` (real hosts,
-/// PostgreSQL, `oidc-provider`) with `rotations` rotations, in the test profile the other
-/// end-to-end tests use; prints its one-line report last.
+/// The refresh storm: the end-to-end tests `refresh_storm_on_one_instance` (SQLite and
+/// PostgreSQL) and `refresh_storm_on_three_instances` (real hosts, `oidc-provider`) with
+/// `rotations` rotations each, in the test profile the other end-to-end tests use, one after
+/// the other; prints their one-line reports, the three-instance one last.
 fn refresh_storm(root: &Path, rotations: u64) -> Result<()> {
     ensure_rust_targets()?;
     ensure_npm_peers(root)?;
     components(root)?;
     let pg_url = postgres::ensure_postgres()?;
     step(&format!(
-        "refresh storm: 3 instances, 100 callers, {rotations} rotations"
+        "refresh storm: 100 callers, {rotations} rotations, on one instance, then on three"
     ));
     let out = Command::new(cargo_bin())
         .current_dir(root)
@@ -222,10 +224,11 @@ fn refresh_storm(root: &Path, rotations: u64) -> Result<()> {
             "tessera-tests",
             "--test",
             "cli",
-            "oauth_refresh::refresh_storm_on_three_instances",
+            "oauth_refresh::refresh_storm_on_",
             "--",
-            "--exact",
             "--nocapture",
+            "--test-threads",
+            "1",
         ])
         .env(postgres::URL_VAR, &pg_url)
         .env("TESSERA_STORM_ROTATIONS", rotations.to_string())
@@ -233,15 +236,24 @@ fn refresh_storm(root: &Path, rotations: u64) -> Result<()> {
         .output()
         .context("could not start cargo test")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
+    // libtest may print `test NAME ... ` on the same line before the report.
+    let lines: Vec<&str> = stdout
         .lines()
-        .find(|l| l.starts_with("refresh-storm "))
-        .map(str::to_owned);
+        .filter_map(|l| l.find("refresh-storm ").map(|at| &l[at..]))
+        .collect();
     if !out.status.success() {
         bail!("the refresh storm failed:\n{stdout}");
     }
-    let line = line.context("the refresh storm printed no report line")?;
-    println!("{line}");
+    // One instance (SQLite, then PostgreSQL) first; the three-instance line last.
+    let (three, one): (Vec<&str>, Vec<&str>) =
+        lines.iter().partition(|l| l.contains("instances=3 "));
+    let last = three
+        .first()
+        .context("the three-instance refresh storm printed no report line")?;
+    for line in one {
+        println!("{line}");
+    }
+    println!("{last}");
     Ok(())
 }
 
