@@ -337,27 +337,7 @@ impl Connect {
                     .collect()
             }
         };
-        for name in request.connection_params.keys() {
-            if !info.connection_params.iter().any(|f| &f.name == name) {
-                let known: Vec<&str> = info
-                    .connection_params
-                    .iter()
-                    .map(|f| f.name.as_str())
-                    .collect();
-                return Err(FlowError::Invalid(format!(
-                    "{} has no connection parameter {name:?} (it declares: {})",
-                    info.id,
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                )));
-            }
-        }
-        if let Some(url) = &request.return_url {
-            check_return_url(url)?;
-        }
+        self.check_request(owner, info, &request).await?;
         let now = Timestamp::now();
         let expires_at = Timestamp::from_unix_millis(
             now.unix_millis() + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX),
@@ -384,6 +364,48 @@ impl Connect {
         let mut view = to_wire(&record, now);
         view.connect_url = Some(format!("{}/connect/{}", self.public_origin, link.as_str()));
         Ok(view)
+    }
+
+    /// The checks of a session request that do not depend on the configuration: declared
+    /// connection parameters, a usable `return_url`, an agent principal of this app.
+    async fn check_request(
+        &self,
+        owner: Owner,
+        info: &ProviderInfo,
+        request: &ConnectSessionRequest,
+    ) -> Result<(), FlowError> {
+        for name in request.connection_params.keys() {
+            if !info.connection_params.iter().any(|f| &f.name == name) {
+                let known: Vec<&str> = info
+                    .connection_params
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect();
+                return Err(FlowError::Invalid(format!(
+                    "{} has no connection parameter {name:?} (it declares: {})",
+                    info.id,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
+        if let Some(url) = &request.return_url {
+            check_return_url(url)?;
+        }
+        if let Principal::Agent(agent) = &request.principal {
+            let unknown = || FlowError::Invalid(format!("this app has no agent {agent}"));
+            let id = agent.parse().map_err(|_| unknown())?;
+            if crate::store::agents::get(&self.store, owner.app_id, id)
+                .await?
+                .is_none()
+            {
+                return Err(unknown());
+            }
+        }
+        Ok(())
     }
 
     /// Session `id` of the owner's app.
@@ -557,6 +579,27 @@ impl Connect {
                 "this connect flow has expired or its answer was already used".into(),
             ));
         }
+        let result = self.finish_claimed(&s, &state, query).await;
+        if let Err(e) = &result {
+            // The state is spent; never leave the session `exchanging` for ever.
+            let ending = Ending::Failed(
+                e.code().into(),
+                "the connection could not be finished because of a problem on the host".into(),
+            );
+            if let Err(store) = repo::finish(&self.store, s.id, &ending, Timestamp::now()).await {
+                tracing::error!(session = %s.id, error = %store, "cannot end a failed connect session");
+            }
+        }
+        result
+    }
+
+    /// The callback of session `s`, whose `state` this caller claimed.
+    async fn finish_claimed(
+        &self,
+        s: &SessionRecord,
+        state: &str,
+        query: Vec<(String, String)>,
+    ) -> Result<Finished, FlowError> {
         let plugin = self.plugin(&s.provider)?;
         let info = plugin.info().clone();
         let (Some(sealed), Some(_)) = (&s.sealed, s.key_version) else {
@@ -585,9 +628,9 @@ impl Connect {
                 code: "not_configured".into(),
                 message: format!("{} is no longer configured for this app", info.display_name),
             };
-            return self.fail(&s, &info, error, flow.popup).await;
+            return self.fail(s, &info, error, flow.popup).await;
         };
-        let ctx = Self::context(&config, &s, &flow);
+        let ctx = Self::context(&config, s, &flow);
         let step = plugin
             .resume_async(ctx.clone(), flow.component.clone(), Input::Callback(query))
             .await
@@ -601,7 +644,7 @@ impl Connect {
         };
         match outcome {
             Ok(Driven::Done(connected)) => {
-                self.complete(&s, &info, &connected, &flow.params, flow.popup)
+                self.complete(s, &info, &connected, &flow.params, flow.popup)
                     .await
             }
             Ok(Driven::Redirect(..)) => {
@@ -612,9 +655,9 @@ impl Connect {
                         info.id
                     ),
                 };
-                self.fail(&s, &info, error, flow.popup).await
+                self.fail(s, &info, error, flow.popup).await
             }
-            Err(error) => self.fail(&s, &info, error, flow.popup).await,
+            Err(error) => self.fail(s, &info, error, flow.popup).await,
         }
     }
 

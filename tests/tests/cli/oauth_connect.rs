@@ -169,6 +169,15 @@ fn an_end_user_connects_through_the_consent_page_and_the_grant_works_in_both_mod
                     format!("{refused:?}").contains("provider_not_configured"),
                     "{refused:?}"
                 );
+                // An agent principal must be one of the app's agents.
+                let mut stranger = session_request(None);
+                stranger.principal =
+                    Principal::Agent("0190aa00-0000-7000-8000-00000000dead".into());
+                let refused = app.create_connect_session(&stranger).await;
+                ensure!(
+                    matches!(&refused, Err(tessera_sdk::Error::InvalidRequest { detail }) if detail.contains("no agent")),
+                    "{refused:?}"
+                );
                 // Narrowing to a scope that was never configured is refused.
                 let mut wider = session_request(None);
                 wider.allowed_scopes = Some(vec!["openid".into(), "admin".into()]);
