@@ -11,7 +11,9 @@
 //!
 //! Key creation and revocation are audited (`key.create`, `key.revoke`) in the same
 //! transaction as the change itself: if the audit row cannot be written, the key is not
-//! created or revoked.
+//! created or revoked. An agent key for an agent the app does not have yet creates that
+//! agent (`agent.create`, same transaction); one for a disabled agent is refused. Managing
+//! agents otherwise is [`crate::agents`].
 
 use std::sync::Arc;
 
@@ -19,8 +21,10 @@ use rand::RngCore as _;
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::{ApiKey, KEY_ID_LEN, KeyId, KeyKind, SECRET_LEN, SigningError};
 
+use crate::agents::Agents;
 use crate::audit::{self, Action, AuditEntry, AuditError, Origin, Outcome};
 use crate::auth::{self, DbKeyResolver, DbNonceStore, KeyCache, NonceBatcher};
+use crate::grants::Change;
 use crate::keys::LiveRing;
 use crate::setup::{self, KeySource, SetupError};
 use crate::store::api_keys::ApiKeyRecord;
@@ -61,6 +65,12 @@ pub enum AppsError {
     #[error("no app named {name:?} (see `tessera app list`)")]
     UnknownApp {
         /// The name.
+        name: String,
+    },
+    /// A key was requested for a disabled agent.
+    #[error("agent {name:?} is disabled: enable it first (`tessera agent enable {name} --app …`)")]
+    AgentDisabled {
+        /// The agent's name.
         name: String,
     },
     /// A key was requested without scopes.
@@ -109,7 +119,8 @@ fn valid_scopes() -> String {
 pub enum KeyOwner {
     /// The app itself (`tsr_app_…`).
     App,
-    /// The app's agent of this name (`tsr_agent_…`), created if it does not exist yet.
+    /// The app's agent of this name (`tsr_agent_…`), created if it does not exist yet; it
+    /// must not be disabled.
     Agent(String),
 }
 
@@ -215,6 +226,11 @@ impl Apps {
     /// key versions a rotation adds while the host runs).
     pub fn keys(&self) -> &LiveRing {
         &self.keys
+    }
+
+    /// The agent service over the same database.
+    pub fn agents(&self) -> Agents {
+        Agents::new(self.store.clone())
     }
 
     /// A key resolver for request verification over the same database and key ring.
@@ -339,12 +355,33 @@ impl Apps {
     ) -> Result<(ApiKey, ApiKeyRecord, Option<String>), AppsError> {
         let now = Timestamp::now();
         let mut tx = self.store.begin().await?;
+        let mut entries = Vec::with_capacity(2);
         let (kind, agent) = match owner {
             KeyOwner::App => (KeyKind::App, None),
             KeyOwner::Agent(name) => {
                 let agent = match agents::get_by_name(&mut tx, app.id, name).await? {
+                    // Its keys would be refused anyway; minting one is a mistake to point out.
+                    Some(agent) if agent.disabled_at.is_some() => {
+                        return Err(AppsError::AgentDisabled { name: name.clone() });
+                    }
                     Some(agent) => agent,
-                    None => agents::create(&mut tx, app.id, name, now).await?,
+                    None => {
+                        let agent = agents::create(&mut tx, app.id, name, now).await?;
+                        let change = Change {
+                            origin: origin.clone(),
+                            key_id: None,
+                            caller: None,
+                            request_id: None,
+                            reason: None,
+                        };
+                        entries.push(crate::agents::entry(
+                            Action::AgentCreate,
+                            &change,
+                            &agent,
+                            now,
+                        ));
+                        agent
+                    }
                 };
                 (KeyKind::Agent, Some(agent))
             }
@@ -375,13 +412,13 @@ impl Apps {
             "agent": agent.as_ref().map(|a| a.name.as_str()),
             "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         });
-        let entry = AuditEntry {
+        entries.push(AuditEntry {
             at: now,
             app_id: Some(app.id),
             detail,
             ..AuditEntry::new(Action::KeyCreate, origin.actor.clone(), Outcome::Ok)
-        };
-        audit::append(&mut tx, &[entry]).await?;
+        });
+        audit::append(&mut tx, &entries).await?;
         tx.commit().await?;
         Ok((key, record, agent.map(|a| a.name)))
     }
@@ -481,7 +518,8 @@ fn mint(kind: KeyKind) -> Result<ApiKey, SigningError> {
     Ok(ApiKey::new(kind, key_id, *secret))
 }
 
-fn check_name(what: &'static str, name: &str) -> Result<(), AppsError> {
+/// Checks an app or agent name (`what`) against the naming rules.
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), AppsError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name

@@ -24,6 +24,7 @@ use crate::store::DatabaseConfig;
 use crate::store::apps::App;
 use crate::{conformance, keys, scaffold, server, setup};
 
+mod agents;
 mod audit;
 mod grants;
 mod providers;
@@ -77,6 +78,9 @@ pub enum Command {
     /// API keys of an app: create (shown once), list, revoke.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Agents of an app: create, list, show, disable, enable.
+    #[command(subcommand)]
+    Agent(agents::AgentCommand),
     /// Managed secrets: store or rotate a provider secret for an app.
     #[command(subcommand)]
     Secret(grants::SecretCommand),
@@ -111,7 +115,8 @@ pub enum KeyCommand {
         /// The app the key belongs to.
         #[arg(long)]
         app: String,
-        /// Make an agent key (`tsr_agent_…`) for this agent of the app, created if new.
+        /// Make an agent key (`tsr_agent_…`) for this agent of the app, created if new
+        /// (`tessera agent create` makes one explicitly). A disabled agent gets no key.
         #[arg(long, value_name = "AGENT")]
         agent: Option<String>,
         /// Tessera scopes, comma-separated (e.g. `tokens:retrieve,proxy:execute`). There is
@@ -214,6 +219,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             | Command::Provider(_)
             | Command::App(_)
             | Command::Key(_)
+            | Command::Agent(_)
             | Command::Keys(_)
             | Command::Secret(_)
             | Command::Grant(_)
@@ -235,6 +241,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Provider(cmd) => provider(&config, cmd, args.json),
         Command::App(cmd) => with_apps(&config, |apps| app(apps, cmd, args.json)),
         Command::Key(cmd) => with_apps(&config, |apps| key(apps, cmd, args.json)),
+        Command::Agent(cmd) => with_apps(&config, |apps| agents::run(apps, cmd, args.json)),
         Command::Secret(cmd) => {
             let registry = registry(&config, false)?;
             with_apps(&config, |apps| {

@@ -1,11 +1,12 @@
 //! Tessera host library. The `tessera` binary only wires these modules together.
 //!
-//! Calls go one way: `cli` → `server` → `api` → `apps` / `setup` / `conformance` /
+//! Calls go one way: `cli` → `server` → `api` → `apps` / `agents` / `setup` / `conformance` /
 //! `scaffold` → `auth` → `keys` (the live key ring, data-key rotation) → `vault` / `store` /
 //! `plugin`; `config` is read once by `cli` and
 //! passed down.
 //! No module reaches upward.
 
+pub mod agents;
 pub mod api;
 pub mod apps;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod conformance;
 pub mod egress;
 pub mod grants;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod oauth;

@@ -2,6 +2,7 @@
 //! sends and what its clients read cannot drift apart, plus the request-signing scheme both
 //! sides must compute identically. Pure: no I/O.
 
+pub mod agents;
 pub mod audit;
 pub mod calls;
 pub mod connect;

@@ -352,6 +352,11 @@ mod oauth_refresh;
 #[path = "cli/provider_config.rs"]
 mod provider_config;
 
+/// `tessera agent …` and the agents API: agent keys, disabled agents, an agent's own audit
+/// trail (tests/cli/agents.rs).
+#[path = "cli/agents.rs"]
+mod agents;
+
 mod init {
     use super::*;
 
@@ -1301,7 +1306,7 @@ mod audit_cli {
         )?;
         ensure!(out.status.success(), "{}", stderr(&out));
         ensure!(
-            stdout(&out).contains("exported 3 audit rows"),
+            stdout(&out).contains(&format!("exported {} audit rows", rows.len())),
             "{}",
             stdout(&out)
         );
@@ -1309,14 +1314,14 @@ mod audit_cli {
             .lines()
             .map(serde_json::from_str)
             .collect::<Result<_, _>>()?;
-        ensure!(exported.len() == 3);
+        ensure!(exported.len() == rows.len());
         ensure!(serde_json::to_value(&exported)? == Value::Array(rows.to_vec()));
 
         // Export to standard output, filtered; the count goes to standard error.
         let out = tessera_env(dir, env, &["audit", "export", "--app", "billing"])?;
-        ensure!(json_lines(&out)?.len() == 3);
+        ensure!(json_lines(&out)?.len() == rows.len());
         ensure!(
-            stderr(&out).contains("exported 3 audit rows"),
+            stderr(&out).contains(&format!("exported {} audit rows", rows.len())),
             "{}",
             stderr(&out)
         );
@@ -1324,7 +1329,7 @@ mod audit_cli {
             (&["--app", "00000000-0000-7000-8000-000000000000"][..], 0),
             (&["--since", "2999-01-01"][..], 0),
             (&["--until", "2000-01-01T00:00:00Z"][..], 0),
-            (&["--since", "2000-01-01T00:00:00+01:00"][..], 3),
+            (&["--since", "2000-01-01T00:00:00+01:00"][..], rows.len()),
         ] {
             let mut full = vec!["audit", "export"];
             full.extend_from_slice(args);
@@ -1364,8 +1369,9 @@ mod audit_cli {
             let tail = tessera_env(dir, env, &["audit", "tail", "--json"])?;
             let rows = json_lines(&tail)?;
             let actions: Vec<_> = rows.iter().map(|r| r["action"].clone()).collect();
+            // The agent named by the second key is created with it, and audited.
             ensure!(
-                actions == ["key.create", "key.create", "key.revoke"],
+                actions == ["key.create", "agent.create", "key.create", "key.revoke"],
                 "{actions:?}"
             );
             for (i, row) in rows.iter().enumerate() {
@@ -1378,9 +1384,11 @@ mod audit_cli {
             ensure!(rows[0]["prev_hash"] == "0".repeat(64), "{}", rows[0]);
             ensure!(rows[1]["prev_hash"] == rows[0]["hash"]);
             ensure!(rows[2]["prev_hash"] == rows[1]["hash"]);
+            ensure!(rows[3]["prev_hash"] == rows[2]["hash"]);
             ensure!(rows[0]["detail"]["key_id"] == first["key_id"]);
-            ensure!(rows[1]["detail"]["agent"] == "bot", "{}", rows[1]);
-            ensure!(rows[2]["detail"]["key_id"] == first["key_id"]);
+            ensure!(rows[1]["detail"]["name"] == "bot", "{}", rows[1]);
+            ensure!(rows[2]["detail"]["agent"] == "bot", "{}", rows[2]);
+            ensure!(rows[3]["detail"]["key_id"] == first["key_id"]);
             // No key material in the log.
             let all = stdout(&tail);
             for created in [&first, &second] {
@@ -1397,11 +1405,11 @@ mod audit_cli {
                 env,
                 &["audit", "tail", "-n", "1", "--json"],
             )?)?;
-            ensure!(last.len() == 1 && last[0]["seq"] == 3, "{last:?}");
+            ensure!(last.len() == 1 && last[0]["seq"] == 4, "{last:?}");
             let human = tessera_env(dir, env, &["audit", "tail"])?;
             ensure!(human.status.success(), "{}", stderr(&human));
             let text = stdout(&human);
-            ensure!(text.lines().count() == 3, "{text}");
+            ensure!(text.lines().count() == 4, "{text}");
             ensure!(
                 text.contains("key.revoke") && text.contains("app=billing"),
                 "{text}"
@@ -1410,12 +1418,12 @@ mod audit_cli {
             exports_match_the_tail(dir, env, &rows)?;
 
             let (ok, report) = verify_json(dir, env)?;
-            ensure!(ok && report["rows"] == 3, "{report}");
-            ensure!(report["last"]["seq"] == 3 && report["first_bad_seq"].is_null());
+            ensure!(ok && report["rows"] == 4, "{report}");
+            ensure!(report["last"]["seq"] == 4 && report["first_bad_seq"].is_null());
             let human = tessera_env(dir, env, &["audit", "verify"])?;
             ensure!(human.status.success(), "{}", stderr(&human));
             ensure!(
-                stdout(&human).contains("audit log OK: 3 rows"),
+                stdout(&human).contains("audit log OK: 4 rows"),
                 "{}",
                 stdout(&human)
             );
@@ -1554,9 +1562,17 @@ mod audit_cli {
                 ensure!(first["seq"] == 1, "{first}");
                 let created =
                     create_key(dir, env, &["--agent", "follower", "--scopes", "audit:read"])?;
-                let second = next("the new row")?;
+                // A new agent first (`agent.create`), then its key.
+                let agent = next("the new agent's row")?;
                 ensure!(
-                    second["seq"] == 2 && second["action"] == "key.create",
+                    agent["seq"] == 2
+                        && agent["action"] == "agent.create"
+                        && agent["detail"]["name"] == "follower",
+                    "{agent}"
+                );
+                let second = next("the new key's row")?;
+                ensure!(
+                    second["seq"] == 3 && second["action"] == "key.create",
                     "{second}"
                 );
                 ensure!(second["detail"]["key_id"] == created["key_id"], "{second}");

@@ -1,4 +1,5 @@
-//! `GET /v1/audit`: the caller's app's audit rows, oldest first, filtered and paged.
+//! `GET /v1/audit`: the caller's app's audit rows, oldest first, filtered and paged; for an
+//! agent key, only the rows where that agent acted.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -12,7 +13,7 @@ use super::openapi::{
     AuthUnavailable, BodyTooLarge, ScopeMissing, SignatureRejected, SignedHeaders,
 };
 use super::{ApiError, ApiState, Caller};
-use crate::audit::{AuditFilter, page, parse_rfc3339};
+use crate::audit::{Actor, AuditFilter, page, parse_rfc3339};
 
 /// Query of `GET /v1/audit`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -41,7 +42,8 @@ pub(super) struct AuditQuery {
 
 /// `GET /v1/audit`: rows of the caller's app only, oldest first, filtered by `grant_id`,
 /// `provider`, `action`, `outcome`, `since`/`until` (RFC 3339); paged with `after` (the
-/// previous page's `next_after`) and `limit` (1–1000, default 100).
+/// previous page's `next_after`) and `limit` (1–1000, default 100). An agent key sees only
+/// its own trail: the rows where that agent acted (`actor_kind` `agent`, `actor_id` its id).
 ///
 /// Scope: `audit:read`. Errors: `invalid_request` (bad time or parameter), the signature
 /// codes.
@@ -52,7 +54,7 @@ pub(super) struct AuditQuery {
     params(SignedHeaders, AuditQuery),
     security(("tessera_signature" = ["audit:read"])),
     responses(
-        (status = 200, description = "A page of the app's audit rows, oldest first.", body = AuditPage),
+        (status = 200, description = "A page of the app's audit rows, oldest first (for an agent key: only the rows where that agent acted).", body = AuditPage),
         (status = 400, description = "`invalid_request` (a time that is not RFC 3339, a malformed Tessera header), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, response = SignatureRejected),
         (status = 403, response = ScopeMissing),
@@ -78,6 +80,11 @@ pub(super) async fn list_audit(
     };
     let filter = AuditFilter {
         app_id: Some(caller.principal.app_id),
+        // An agent's trail is what it did itself, not the rest of its app's log.
+        actor: caller
+            .principal
+            .agent_id
+            .map(|a| Actor::agent(a.to_string())),
         grant_id: q.grant_id,
         provider: q.provider,
         action: q.action,

@@ -51,6 +51,9 @@ pub enum ApiError {
     /// A provider configuration operation failed.
     #[error(transparent)]
     ProviderConfig(#[from] crate::oauth::config::ConfigError),
+    /// An agent operation failed.
+    #[error(transparent)]
+    Agent(#[from] crate::agents::AgentError),
     /// A service the request needs failed (database, audit); the cause is logged.
     #[error("{0}")]
     Internal(String),
@@ -75,6 +78,7 @@ impl ApiError {
             Self::Call(e) => e.code(),
             Self::Connect(e) => e.code(),
             Self::ProviderConfig(e) => e.code(),
+            Self::Agent(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -94,6 +98,9 @@ impl ApiError {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::ProviderConfig(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Self::Agent(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -232,6 +239,39 @@ mod tests {
             ),
             (
                 ConfigError::Store(crate::store::StoreError::Batch("/secret/path".into())).into(),
+                500,
+                "internal_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let p = error.problem();
+            assert_eq!((p.status, p.code.as_str()), (status, code));
+            assert!(!p.detail.contains("/secret/path"), "{}", p.detail);
+        }
+    }
+
+    #[test]
+    fn agent_errors_keep_their_codes_and_statuses() {
+        use crate::agents::AgentError;
+        let cases = [
+            (
+                ApiError::from(AgentError::NotFound { id: "x".into() }),
+                404,
+                "agent_not_found",
+            ),
+            (
+                AgentError::Duplicate { name: "bot".into() }.into(),
+                409,
+                "agent_conflict",
+            ),
+            (AgentError::AppKeyRequired.into(), 403, "app_key_required"),
+            (
+                AgentError::InvalidName("bad name".into()).into(),
+                400,
+                "invalid_request",
+            ),
+            (
+                AgentError::Store(crate::store::StoreError::Batch("/secret/path".into())).into(),
                 500,
                 "internal_error",
             ),

@@ -8,6 +8,7 @@
 //! Must never: serve a `/v1` route without a verified signature, build the signed target URI
 //! from request headers, or put a key, signature or token into a response or a log line.
 
+mod agents;
 mod audit;
 mod caller;
 mod calls;
@@ -29,6 +30,7 @@ use tessera_proto::whoami::Whoami;
 pub use caller::{ANY_KEY, Caller, MAX_BODY_BYTES};
 pub use error::ApiError;
 
+use crate::agents::Agents;
 use crate::apps::Apps;
 use crate::audit::AuditLog;
 use crate::auth::{DbKeyResolver, DbNonceStore};
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub public_origin: Arc<str>,
     /// Apps and keys.
     pub apps: Apps,
+    /// The apps' agents.
+    pub agents: Agents,
     /// Resolves key ids to signing keys (database + key ring).
     pub keys: DbKeyResolver,
     /// Single-use nonces (database).
@@ -87,6 +91,7 @@ impl ApiState {
             nonces: apps.nonce_store(),
             registry: grants.registry().clone(),
             audit: grants.audit().clone(),
+            agents: apps.agents(),
             apps,
             grants,
             calls,
@@ -115,6 +120,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/retrieve"),
     ("POST", "/v1/proxy"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/agents"),
+    ("POST", "/v1/agents"),
+    ("GET", "/v1/agents/{id}"),
+    ("POST", "/v1/agents/{id}/disable"),
+    ("POST", "/v1/agents/{id}/enable"),
     ("POST", "/v1/connect/sessions"),
     ("GET", "/v1/connect/sessions/{id}"),
     ("GET", "/connect/callback"),
@@ -147,6 +157,13 @@ where
         .route("/v1/retrieve", post(calls::retrieve))
         .route("/v1/proxy", post(calls::proxy))
         .route("/v1/audit", get(audit::list_audit))
+        .route(
+            "/v1/agents",
+            get(agents::list_agents).post(agents::create_agent),
+        )
+        .route("/v1/agents/{id}", get(agents::get_agent))
+        .route("/v1/agents/{id}/disable", post(agents::disable_agent))
+        .route("/v1/agents/{id}/enable", post(agents::enable_agent))
         .route("/v1/connect/sessions", post(connect::create_session))
         .route("/v1/connect/sessions/{id}", get(connect::get_session))
         .route("/connect/callback", get(connect::callback))

@@ -21,6 +21,8 @@ both_backends! {
     agent_key_creates_its_agent_once => agent_key_creates_its_agent_once;
     signed_request_verifies_against_the_database => signed_request_verifies_against_the_database;
     revoked_key_is_refused_as_unknown => revoked_key_is_refused_as_unknown;
+    disabled_agents_key_is_refused_on_every_instance_until_enabled =>
+        disabled_agents_key_is_refused_on_every_instance_until_enabled;
     replayed_nonce_is_refused_across_instances => replayed_nonce_is_refused_across_instances;
     sealed_key_moved_to_another_row_does_not_open => sealed_key_moved_to_another_row_does_not_open;
     concurrent_requests_share_nonce_batches_and_one_replay_wins_once =>
@@ -228,6 +230,78 @@ async fn revoked_key_is_refused_as_unknown(db: &TestDb) -> anyhow::Result<()> {
         assert_eq!(err.code(), "unknown_key");
         assert!(instance.key_cache.is_empty(), "the revoked key is evicted");
     }
+    Ok(())
+}
+
+async fn disabled_agents_key_is_refused_on_every_instance_until_enabled(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    use crate::grants::{Change, Owner};
+
+    let apps = service(db)?;
+    let app = apps.create_app("a").await?;
+    let created = apps
+        .create_key("a", KeyOwner::Agent("bot".into()), &[Scope::GrantsRead])
+        .await?;
+    let sibling = apps
+        .create_key("a", KeyOwner::Agent("other".into()), &[Scope::GrantsRead])
+        .await?;
+    let agent_id = created.record.agent_id.expect("an agent key").to_string();
+    // A second host instance, which has the key open in its cache before the agent is
+    // disabled.
+    let two = Apps::new(db.open_another().await?, apps.keys.clone());
+    let now = crate::auth::unix_now();
+    let mut n = 0;
+    let mut nonce = || {
+        n += 1;
+        format!("nonce-{n:010}")
+    };
+    for instance in [&apps, &two] {
+        check(instance, &signed(&created.key, now, &nonce())?, now).await?;
+    }
+    assert_eq!(two.key_cache.len(), 1);
+    let owner = Owner::app(app.id);
+    let off = apps
+        .agents()
+        .set_disabled(owner, &Change::cli(), &agent_id, true)
+        .await?;
+    assert!(off.now && off.agent.is_disabled());
+    for instance in [&apps, &two] {
+        let err = check(instance, &signed(&created.key, now, &nonce())?, now)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "unknown_key");
+        // Refused on a cache miss too, by the key resolver's own read.
+        let err = check(instance, &signed(&created.key, now, &nonce())?, now)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "unknown_key");
+        // The other agent of the app is untouched.
+        check(instance, &signed(&sibling.key, now, &nonce())?, now).await?;
+    }
+    // No new key for a disabled agent.
+    let err = apps
+        .create_key("a", KeyOwner::Agent("bot".into()), &[Scope::GrantsRead])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppsError::AgentDisabled { .. }), "{err:?}");
+    apps.agents()
+        .set_disabled(owner, &Change::cli(), &agent_id, false)
+        .await?;
+    for instance in [&apps, &two] {
+        check(instance, &signed(&created.key, now, &nonce())?, now).await?;
+    }
+    // Implicit creation is audited once per agent, next to its first key.
+    let rows = crate::audit::list(
+        apps.store(),
+        &crate::audit::AuditFilter {
+            action: Some("agent.create".into()),
+            ..crate::audit::AuditFilter::default()
+        },
+    )
+    .await?;
+    let names: Vec<_> = rows.iter().map(|r| r.detail["name"].clone()).collect();
+    assert_eq!(names, ["bot", "other"]);
     Ok(())
 }
 

@@ -211,6 +211,10 @@ pub enum Action {
     AppCreate,
     /// An agent was created.
     AgentCreate,
+    /// An agent was disabled: its keys are refused until it is enabled.
+    AgentDisable,
+    /// A disabled agent was enabled again.
+    AgentEnable,
     /// An API key was created.
     KeyCreate,
     /// An API key was revoked.
@@ -225,7 +229,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::TokensRetrieve,
         Action::ProxyExecute,
         Action::GrantCreate,
@@ -238,6 +242,8 @@ impl Action {
         Action::ApprovalDecide,
         Action::AppCreate,
         Action::AgentCreate,
+        Action::AgentDisable,
+        Action::AgentEnable,
         Action::KeyCreate,
         Action::KeyRevoke,
         Action::KeysRotate,
@@ -260,6 +266,8 @@ impl Action {
             Action::ApprovalDecide => "approval.decide",
             Action::AppCreate => "app.create",
             Action::AgentCreate => "agent.create",
+            Action::AgentDisable => "agent.disable",
+            Action::AgentEnable => "agent.enable",
             Action::KeyCreate => "key.create",
             Action::KeyRevoke => "key.revoke",
             Action::KeysRotate => "keys.rotate",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use tessera_proto::audit::{AuditEvent, AuditPage};
 
-use super::AuditError;
+use super::{Actor, AuditError};
 use crate::store::audit::{self as rows, AuditQuery, AuditRow};
 use crate::store::{AppId, Store, Timestamp};
 
@@ -16,11 +16,14 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 
 /// Which rows to list. Every `Some` narrows the result. An API caller's filter always has
-/// `app_id` set to the caller's own app: an app sees only its own rows.
+/// `app_id` set to the caller's own app: an app sees only its own rows; an agent key's
+/// filter also has `actor` set to that agent: an agent sees only what it did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     /// Only rows of this app.
     pub app_id: Option<AppId>,
+    /// Only rows where this actor acted (kind and id both match).
+    pub actor: Option<Actor>,
     /// Only rows about this grant.
     pub grant_id: Option<String>,
     /// Only rows about this provider.
@@ -53,6 +56,8 @@ impl AuditFilter {
     fn query(&self) -> AuditQuery {
         AuditQuery {
             app_id: self.app_id.map(|a| a.to_string()),
+            actor_kind: self.actor.as_ref().map(|a| a.kind.as_str().to_owned()),
+            actor_id: self.actor.as_ref().map(|a| a.id.clone()),
             grant_id: self.grant_id.clone(),
             provider: self.provider.clone(),
             action: self.action.clone(),

@@ -465,6 +465,27 @@ async fn list_filters_scope_and_page(db: &TestDb) -> anyhow::Result<()> {
         }
     }
     assert_eq!(pages, vec![vec![1, 3], vec![5, 7], vec![9]]);
+    // An actor filter needs both kind and id to match (what an agent key's listing uses).
+    log.record(AuditEntry {
+        app_id: Some(app_a),
+        ..AuditEntry::new(Action::ProxyExecute, Actor::agent("bot-1"), Outcome::Ok)
+    })
+    .await?;
+    let by = |actor: Actor| AuditFilter {
+        actor: Some(actor),
+        ..only_a.clone()
+    };
+    assert_eq!(seqs(&list(s, &by(Actor::agent("bot-1"))).await?), vec![11]);
+    assert_eq!(
+        seqs(&list(s, &by(Actor::app_key("0123456789abcdef"))).await?),
+        vec![1, 3, 5, 7, 9]
+    );
+    assert!(
+        list(s, &by(Actor::agent("0123456789abcdef")))
+            .await?
+            .is_empty()
+    );
+    assert!(list(s, &by(Actor::app_key("bot-1"))).await?.is_empty());
     log.shutdown().await;
     Ok(())
 }

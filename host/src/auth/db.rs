@@ -114,7 +114,8 @@ const MAX_CACHED_KEYS: usize = 4096;
 /// [`DbNonceStore`] sharing it: a cached key is used without reading `api_keys`, and it is
 /// the nonce insert that refuses (and evicts) a key revoked since. A key's scopes, app and
 /// agent never change after creation, and its signing key survives data-key rotation
-/// unchanged, so an entry never goes stale otherwise.
+/// unchanged, so an entry never goes stale otherwise (whether its agent is disabled is
+/// answered by that same insert, like revocation).
 #[derive(Default)]
 pub struct KeyCache {
     entries: Mutex<HashMap<KeyId, (SigningKey, KeyPrincipal)>>,
@@ -167,8 +168,9 @@ impl KeyCache {
     }
 }
 
-/// Resolves key ids against the `api_keys` table. Revoked and unknown keys are `None`
-/// (the verifier answers `unknown_key` for both, so a caller cannot tell them apart).
+/// Resolves key ids against the `api_keys` table. Revoked and unknown keys, and keys of
+/// disabled agents, are `None` (the verifier answers `unknown_key` for all of them, so a
+/// caller cannot tell them apart).
 #[derive(Debug, Clone)]
 pub struct DbKeyResolver {
     store: Store,
@@ -201,10 +203,11 @@ impl KeyResolver for DbKeyResolver {
         if let Some(hit) = self.cache.get(key_id) {
             return Ok(Some(hit));
         }
-        let record = api_keys::get_by_key_id(&self.store, key_id)
+        // Only a live key: not revoked, and not the key of a disabled agent.
+        let record = api_keys::get_live(&self.store, key_id)
             .await
             .map_err(|e| unavailable("cannot read the API key table".into(), e))?;
-        let Some(record) = record.filter(|r| !r.is_revoked()) else {
+        let Some(record) = record else {
             return Ok(None);
         };
         // A key that does not open is an integrity problem on our side, not the caller's

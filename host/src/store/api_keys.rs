@@ -163,6 +163,30 @@ pub async fn get_by_key_id(
     })
 }
 
+/// The SQL condition, on an `api_keys` row named `k`, that its key may still sign: not
+/// revoked and, for an agent key, its agent not disabled. Every "is this key live?" check
+/// (the key resolver's read, the nonce insert of every request) uses this one text, so
+/// revoking a key and disabling its agent cannot drift apart.
+pub const LIVE_KEY: &str = "k.revoked_at IS NULL AND NOT EXISTS \
+     (SELECT 1 FROM agents a WHERE a.id = k.agent_id AND a.disabled_at IS NOT NULL)";
+
+/// The key with this key id if it is live (see [`LIVE_KEY`]): `None` for an unknown or
+/// revoked key, or the key of a disabled agent.
+pub async fn get_live(
+    db: impl Into<Db<'_>>,
+    key_id: &KeyId,
+) -> Result<Option<ApiKeyRecord>, StoreError> {
+    on_conn!(db, |conn| {
+        let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM api_keys k WHERE k.id = $1 AND {LIVE_KEY}"
+        ))
+        .bind(key_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(ApiKeyRecord::from_row).transpose()
+    })
+}
+
 /// Every key of app `app_id` (revoked ones included), oldest first.
 pub async fn list_for_app(
     db: impl Into<Db<'_>>,

@@ -171,6 +171,10 @@ pub async fn rows_after(
 pub struct AuditQuery {
     /// Only rows of this app (UUID text).
     pub app_id: Option<String>,
+    /// Only rows whose actor is of this kind (`agent`, `app_key`, …).
+    pub actor_kind: Option<String>,
+    /// Only rows whose actor has this id.
+    pub actor_id: Option<String>,
     /// Only rows about this grant.
     pub grant_id: Option<String>,
     /// Only rows about this provider.
@@ -208,6 +212,8 @@ pub async fn select(
     let mut conditions: Vec<(&str, Bind<'_>)> = Vec::new();
     let texts = [
         ("app_id =", &query.app_id),
+        ("actor_kind =", &query.actor_kind),
+        ("actor_id =", &query.actor_id),
         ("grant_id =", &query.grant_id),
         ("provider =", &query.provider),
         ("action =", &query.action),

@@ -1,6 +1,7 @@
 //! The `nonces` table: replay protection for signed requests, shared by every host instance.
 //! Holds only public key ids and the nonces requests carried, never key material.
 
+use super::api_keys::LIVE_KEY;
 use super::{Db, StoreError, Timestamp, on_conn};
 
 /// Records that `nonce` was used with key `key_id`; returns `true` if it is fresh, `false`
@@ -35,14 +36,16 @@ pub enum Remembered {
     Fresh,
     /// The nonce was recorded before: a replay.
     Replayed,
-    /// No active key has this id (revoked or deleted): nothing was recorded.
+    /// No live key has this id (revoked or deleted, or its agent disabled): nothing was
+    /// recorded.
     KeyInactive,
 }
 
-/// [`remember`], in the same statement checking that `key_id` names an active (not revoked)
-/// key in `api_keys`. A verifier that keeps opened signing keys in memory relies on it:
-/// revoking a key takes effect on its next request, on every host instance, without a
-/// separate read of the key per request.
+/// [`remember`], in the same statement checking that `key_id` names a live key in
+/// `api_keys` (not revoked, its agent not disabled: [`LIVE_KEY`]). A verifier that keeps
+/// opened signing keys in memory relies on it: revoking a key or disabling its agent takes
+/// effect on its next request, on every host instance, without a separate read of the key
+/// per request.
 pub async fn remember_for_active_key(
     db: impl Into<Db<'_>>,
     key_id: &str,
@@ -50,12 +53,12 @@ pub async fn remember_for_active_key(
     expires_at: Timestamp,
 ) -> Result<Remembered, StoreError> {
     on_conn!(db, |conn| {
-        let done = sqlx::query(
+        let done = sqlx::query(&format!(
             "INSERT INTO nonces (key_id, nonce, expires_at) \
              SELECT $1, $2, $3 WHERE EXISTS \
-             (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL) \
-             ON CONFLICT (key_id, nonce) DO NOTHING",
-        )
+             (SELECT 1 FROM api_keys k WHERE k.id = $1 AND {LIVE_KEY}) \
+             ON CONFLICT (key_id, nonce) DO NOTHING"
+        ))
         .bind(key_id)
         .bind(nonce)
         .bind(expires_at.unix_millis())
@@ -65,11 +68,10 @@ pub async fn remember_for_active_key(
             return Ok(Remembered::Fresh);
         }
         // Rare: tell a replay from a key revoked meanwhile.
-        let active: Option<String> =
-            sqlx::query_scalar("SELECT id FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
-                .bind(key_id)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let active: Option<String> = sqlx::query_scalar(&live_key_id())
+            .bind(key_id)
+            .fetch_optional(&mut *conn)
+            .await?;
         Ok(if active.is_some() {
             Remembered::Replayed
         } else {
@@ -129,9 +131,10 @@ pub async fn remember_many(
     }
     sql.push_str(
         ") AS v WHERE EXISTS \
-         (SELECT 1 FROM api_keys k WHERE k.id = v.column1 AND k.revoked_at IS NULL) \
-         ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce",
+         (SELECT 1 FROM api_keys k WHERE k.id = v.column1 AND ",
     );
+    sql.push_str(LIVE_KEY);
+    sql.push_str(") ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce");
     on_conn!(db, |conn| {
         let mut query = sqlx::query_as::<_, (String, String)>(&sql);
         for u in &distinct {
@@ -163,13 +166,12 @@ pub async fn remember_many(
             .collect();
         if !unsure.is_empty() {
             let mut active = HashSet::new();
+            let live = live_key_id();
             for key_id in unsure {
-                let found: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
-                )
-                .bind(key_id)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let found: Option<String> = sqlx::query_scalar(&live)
+                    .bind(key_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
                 active.extend(found);
             }
             for (u, o) in distinct.iter().zip(outcome.iter_mut()) {
@@ -191,6 +193,11 @@ pub async fn remember_many(
             })
             .collect())
     })
+}
+
+/// `SELECT` of the key id `$1` when that key is live.
+fn live_key_id() -> String {
+    format!("SELECT k.id FROM api_keys k WHERE k.id = $1 AND {LIVE_KEY}")
 }
 
 /// Deletes the nonces that expired at or before `now`; returns how many.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
+use tessera_proto::agents::{Agent, AgentPage, CreateAgentRequest};
 use tessera_proto::calls::{CALLER_HEADER, CONSTRAINTS_HEADER};
 use tessera_proto::connect::{ConnectSession, ConnectSessionRequest, ConnectStatus};
 use tessera_proto::grants::{Grant, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest};
@@ -385,8 +386,81 @@ impl App {
         }
     }
 
+    /// `GET /v1/agents` (`agents:read`): the app's agents by name, the first page (up to
+    /// 100; [`App::agents_page`] pages on). An agent key sees only itself.
+    pub async fn agents(&self) -> Result<AgentPage, Error> {
+        self.agents_page(None, None).await
+    }
+
+    /// `GET /v1/agents` (`agents:read`) with a page size (1–500) and the previous page's
+    /// `next_cursor`.
+    pub async fn agents_page(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<AgentPage, Error> {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "agents"], &query),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `POST /v1/agents` (`agents:write`, app keys only): creates an agent of the app.
+    /// `agent_conflict` when the name is taken, `app_key_required` for an agent key.
+    pub async fn create_agent(&self, name: &str) -> Result<Agent, Error> {
+        let body = serde_json::to_vec(&CreateAgentRequest {
+            name: name.to_owned(),
+        })
+        .map_err(|e| Error::InvalidInput(format!("create agent request: {e}")))?;
+        self.call_json(Method::POST, self.endpoint(&["v1", "agents"], &[]), body)
+            .await
+    }
+
+    /// `GET /v1/agents/{id}` (`agents:read`): one agent of the app (an agent key: only
+    /// itself). `agent_not_found` otherwise.
+    pub async fn agent(&self, id: &str) -> Result<Agent, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "agents", id], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `POST /v1/agents/{id}/disable` (`agents:write`, app keys only): the agent's keys are
+    /// refused (`unknown_key`) from their next request on, until it is enabled again.
+    pub async fn disable_agent(&self, id: &str) -> Result<Agent, Error> {
+        self.call_json(
+            Method::POST,
+            self.endpoint(&["v1", "agents", id, "disable"], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `POST /v1/agents/{id}/enable` (`agents:write`, app keys only): the agent's keys work
+    /// again.
+    pub async fn enable_agent(&self, id: &str) -> Result<Agent, Error> {
+        self.call_json(
+            Method::POST,
+            self.endpoint(&["v1", "agents", id, "enable"], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
     /// `GET /v1/audit` (`audit:read`): audit rows, oldest first; set the filters on the
-    /// returned query, then [`AuditQuery::list`].
+    /// returned query, then [`AuditQuery::list`]. An agent key sees only the rows where it
+    /// acted.
     pub fn audit(&self) -> AuditQuery {
         AuditQuery::new(self.clone())
     }

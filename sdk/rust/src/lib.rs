@@ -69,6 +69,7 @@ pub use tessera_proto as proto;
 
 pub use bytes::Bytes;
 pub use reqwest::{Method, StatusCode, Url, header};
+pub use tessera_proto::agents::{Agent, AgentPage};
 pub use tessera_proto::audit::{AuditEvent, AuditPage};
 pub use tessera_proto::grants::{
     Grant, GrantKind, GrantPage, GrantStatus, ManagedSecretRequest, ManagedSecretResponse,

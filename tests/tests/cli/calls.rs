@@ -379,6 +379,7 @@ fn managed_secret_retrieve_proxy_revoke_and_audit() -> Result<()> {
 /// `with_constraints`, which also proves constraints can only narrow): `403
 /// insufficient_scope` naming exactly that scope.
 #[test]
+#[allow(clippy::too_many_lines)] // one call per route
 fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
     on_both_backends(|dir, env| {
         let rt = runtime()?;
@@ -463,8 +464,46 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
                     .unconfigure_provider("oauth2")
                     .await,
             )?;
+            let agent = rig.a.create_agent("matrix-bot").await?;
+            expect(
+                Scope::AgentsRead,
+                without(Scope::AgentsRead).agents().await.map(|_| ()),
+            )?;
+            expect(
+                Scope::AgentsRead,
+                without(Scope::AgentsRead)
+                    .agent(&agent.id)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::AgentsWrite,
+                without(Scope::AgentsWrite)
+                    .create_agent("refused-bot")
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::AgentsWrite,
+                without(Scope::AgentsWrite)
+                    .disable_agent(&agent.id)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::AgentsWrite,
+                without(Scope::AgentsWrite)
+                    .enable_agent(&agent.id)
+                    .await
+                    .map(|_| ()),
+            )?;
             // Refused means untouched.
             ensure!(rig.a.provider_config("oauth2").await?.client_id == "billing-client");
+            let agents = rig.a.agents().await?.items;
+            ensure!(
+                agents.len() == 1 && agents[0] == agent,
+                "a refused agent change took effect: {agents:?}"
+            );
             // The full key still works: narrowing was per request.
             ensure!(rig.a.grant(&grant.id).await?.id == grant.id);
             Ok::<(), anyhow::Error>(())
