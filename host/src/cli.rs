@@ -27,6 +27,7 @@ use crate::{conformance, keys, scaffold, server, setup};
 mod agents;
 mod audit;
 mod grants;
+mod idp;
 mod providers;
 
 pub use audit::{AuditCommand, ExportFormat};
@@ -81,6 +82,10 @@ pub enum Command {
     /// Agents of an app: create, list, show, disable, enable.
     #[command(subcommand)]
     Agent(agents::AgentCommand),
+    /// The identity provider of an app (whose JWTs name its end users): configure, show,
+    /// remove.
+    #[command(subcommand)]
+    Idp(idp::IdpCommand),
     /// Managed secrets: store or rotate a provider secret for an app.
     #[command(subcommand)]
     Secret(grants::SecretCommand),
@@ -220,6 +225,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             | Command::App(_)
             | Command::Key(_)
             | Command::Agent(_)
+            | Command::Idp(_)
             | Command::Keys(_)
             | Command::Secret(_)
             | Command::Grant(_)
@@ -242,6 +248,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::App(cmd) => with_apps(&config, |apps| app(apps, cmd, args.json)),
         Command::Key(cmd) => with_apps(&config, |apps| key(apps, cmd, args.json)),
         Command::Agent(cmd) => with_apps(&config, |apps| agents::run(apps, cmd, args.json)),
+        Command::Idp(cmd) => with_apps(&config, |apps| idp::run(apps, cmd, args.json)),
         Command::Secret(cmd) => {
             let registry = registry(&config, false)?;
             with_apps(&config, |apps| {

@@ -348,6 +348,10 @@ mod oauth_connect;
 #[path = "cli/oauth_refresh.rs"]
 mod oauth_refresh;
 
+/// An app's identity provider and the user-token verifier (tests/cli/idp.rs).
+#[path = "cli/idp.rs"]
+mod idp;
+
 /// `tessera provider configure|config|unconfigure` (tests/cli/provider_config.rs).
 #[path = "cli/provider_config.rs"]
 mod provider_config;

@@ -225,11 +225,15 @@ pub enum Action {
     ProviderConfigure,
     /// An app's OAuth client for a provider was removed.
     ProviderUnconfigure,
+    /// An app's identity provider was configured or changed.
+    IdpConfigure,
+    /// An app's identity provider was removed.
+    IdpRemove,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 21] = [
         Action::TokensRetrieve,
         Action::ProxyExecute,
         Action::GrantCreate,
@@ -249,6 +253,8 @@ impl Action {
         Action::KeysRotate,
         Action::ProviderConfigure,
         Action::ProviderUnconfigure,
+        Action::IdpConfigure,
+        Action::IdpRemove,
     ];
 
     /// The stored name (`tokens.retrieve`, `proxy.execute`, `grant.revoke`, …).
@@ -273,6 +279,8 @@ impl Action {
             Action::KeysRotate => "keys.rotate",
             Action::ProviderConfigure => "provider.configure",
             Action::ProviderUnconfigure => "provider.unconfigure",
+            Action::IdpConfigure => "idp.configure",
+            Action::IdpRemove => "idp.remove",
         }
     }
 }

@@ -20,6 +20,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::Value;
 
+pub mod config;
+
 use crate::egress::{Egress, EgressError};
 use crate::plugin::types::HttpRequest;
 

@@ -39,6 +39,7 @@ pub mod data_keys;
 pub mod dialect;
 mod error;
 pub mod grants;
+pub mod idp_configs;
 pub mod last_used;
 pub mod meta;
 pub mod nonces;

@@ -315,12 +315,12 @@ async fn refresh(http: &reqwest::Client, endpoint: &str, token: &str) -> Result<
     token_request(http, endpoint, CLIENT, &form).await
 }
 
-const CLIENT: (&str, &str) = ("tessera-e2e", "e2e-client-secret-9f2c");
-const REDIRECT_URI: &str = "http://127.0.0.1:9/oauth/callback";
+pub(super) const CLIENT: (&str, &str) = ("tessera-e2e", "e2e-client-secret-9f2c");
+pub(super) const REDIRECT_URI: &str = "http://127.0.0.1:9/oauth/callback";
 
 /// Discovery, an authorization request with PKCE S256 and `offline_access`, login and
 /// consent as `ada`, and the code exchange. Returns the token endpoint and its answer.
-async fn connect(peer: &OidcPeer, http: &reqwest::Client) -> Result<(String, Value)> {
+pub(super) async fn connect(peer: &OidcPeer, http: &reqwest::Client) -> Result<(String, Value)> {
     // RFC 7636 appendix B: the server must check this pair with S256.
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
