@@ -132,6 +132,20 @@ pub struct Change {
 }
 
 impl Change {
+    /// A change the host makes itself while refreshing a credential.
+    pub fn refresh() -> Self {
+        Self {
+            origin: Origin {
+                actor: crate::audit::Actor::new(crate::audit::ActorKind::Host, "refresh"),
+                via: crate::audit::Via::Api,
+            },
+            key_id: None,
+            caller: None,
+            request_id: None,
+            reason: None,
+        }
+    }
+
     /// A change by the operator on the command line.
     pub fn cli() -> Self {
         Self {
@@ -1030,16 +1044,7 @@ impl Grants {
         let grant = self.view(g.clone()).await?;
         let mut detail = serde_json::Map::new();
         detail.insert("why".into(), why.into());
-        let change = Change {
-            origin: Origin {
-                actor: crate::audit::Actor::new(crate::audit::ActorKind::Host, "refresh"),
-                via: crate::audit::Via::Api,
-            },
-            key_id: None,
-            caller: None,
-            request_id: None,
-            reason: None,
-        };
+        let change = Change::refresh();
         self.record(
             &change,
             g.app_id,
@@ -1056,16 +1061,7 @@ impl Grants {
         let grant = self.view(g.clone()).await?;
         let mut detail = serde_json::Map::new();
         detail.insert("refresh".into(), true.into());
-        let change = Change {
-            origin: Origin {
-                actor: crate::audit::Actor::new(crate::audit::ActorKind::Host, "refresh"),
-                via: crate::audit::Via::Api,
-            },
-            key_id: None,
-            caller: None,
-            request_id: None,
-            reason: None,
-        };
+        let change = Change::refresh();
         self.record(&change, g.app_id, Action::GrantRotate, &grant, detail)
             .await
     }

@@ -77,7 +77,10 @@ impl ConnectStatus {
 pub struct ConnectError {
     /// `access_denied` (the user or the provider refused), `provider_error` (the provider
     /// answered with an error), `invalid_callback` (state, issuer or code checks failed),
-    /// `provider_unreachable`, `component_failed`, `expired`.
+    /// `provider_unreachable`, `host_not_allowed`, `component_failed`, `not_configured` (the
+    /// app's OAuth client was removed meanwhile), `grant_not_stored`, `audit_unavailable`
+    /// (connected, but the audit row could not be written: the grant exists),
+    /// `internal_error`, `expired`.
     pub code: String,
     /// What happened, in words. Never holds a token or a secret.
     pub message: String,

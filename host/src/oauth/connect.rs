@@ -769,12 +769,14 @@ impl Connect {
                 })
             }
             Err(GrantError::AuditUnavailable(e)) => {
-                // The grant exists; only its audit row is missing. Say so, and end the
-                // session as completed so the app finds the grant.
+                // The grant exists; only its audit row is missing. The session ends with a
+                // code that says exactly that.
                 tracing::error!(error = %e, "connect: grant stored but not audited");
-                Err(FlowError::Invalid(
-                    "the account was connected but the change could not be recorded in the audit log".into(),
-                ))
+                let error = ConnectError {
+                    code: "audit_unavailable".into(),
+                    message: "the account was connected (the grant exists) but the change could not be recorded in the audit log".into(),
+                };
+                self.fail(s, info, error, popup).await
             }
             Err(e) => {
                 let error = ConnectError {

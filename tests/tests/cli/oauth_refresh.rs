@@ -346,13 +346,7 @@ fn three_instances_refresh_once_per_expiry() -> Result<()> {
 
 /// Asks the peer to fail its next token request (`kind`: `500`, `malformed`, `hang`).
 async fn fault_at_peer(issuer: &str, kind: &str) -> Result<()> {
-    let url = reqwest::Url::parse_with_params(
-        &format!("{issuer}/__fault"),
-        [("kind", kind), ("count", "1"), ("ms", "4000")],
-    )?;
-    let r = reqwest::Client::new().post(url).send().await?;
-    ensure!(r.status() == 204, "fault at peer: {}", r.status());
-    Ok(())
+    fault_at_peer_for(issuer, kind, 4_000).await
 }
 
 /// The token endpoint failing (a 500, a body that is not JSON, no answer within the egress
