@@ -304,8 +304,43 @@ fn expiring_refused_and_dead_tokens_on_one_host() -> Result<()> {
 /// token, spread over the instances, still cost exactly one refresh per expiry.
 #[test]
 fn three_instances_refresh_once_per_expiry() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    on_postgres(|dir, env| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let rig = Rig::new(dir, env, 3)?;
+        let apps = (0..3).map(|i| rig.app(i)).collect::<Result<Vec<_>>>()?;
+        let issuer = rig.peer.issuer().to_owned();
+        rt.block_on(async {
+            let grant = connect(&apps[0], &rig.redirect_uri()).await?;
+            for round in 1..=2u64 {
+                tokio::time::sleep(UNTIL_EXPIRING).await;
+                let mut calls = tokio::task::JoinSet::new();
+                for i in 0..60 {
+                    let (app, issuer, grant) = (apps[i % 3].clone(), issuer.clone(), grant.clone());
+                    calls.spawn(async move { me(&app, &issuer, &grant).await });
+                }
+                while let Some(r) = calls.join_next().await {
+                    ensure!(r?? == (200, "ada".into()));
+                }
+                let stats = rig.peer.stats().await?;
+                ensure!(
+                    counter(&stats, &["token_requests", "refresh_token"]) == round
+                        && counter(&stats, &["invalid_grant"]) == 0
+                        && counter(&stats, &["revoked_grants"]) == 0,
+                    "round {round}: one refresh for 60 calls over 3 instances: {stats}"
+                );
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Runs `scenario` on a fresh PostgreSQL database (the one backend several host instances
+/// can share).
+fn on_postgres(scenario: impl FnOnce(&Path, &[(&str, &str)]) -> Result<()>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let db = rt
@@ -315,33 +350,10 @@ fn three_instances_refresh_once_per_expiry() -> Result<()> {
         bail!("not PostgreSQL");
     };
     let data = tempfile::tempdir()?;
-    let dir = data.path().join("data");
-    let env = [("TESSERA_DATABASE_URL", url.as_str())];
-    let rig = Rig::new(&dir, &env, 3)?;
-    let apps = (0..3).map(|i| rig.app(i)).collect::<Result<Vec<_>>>()?;
-    let issuer = rig.peer.issuer().to_owned();
-    rt.block_on(async {
-        let grant = connect(&apps[0], &rig.redirect_uri()).await?;
-        for round in 1..=2u64 {
-            tokio::time::sleep(UNTIL_EXPIRING).await;
-            let mut calls = tokio::task::JoinSet::new();
-            for i in 0..60 {
-                let (app, issuer, grant) = (apps[i % 3].clone(), issuer.clone(), grant.clone());
-                calls.spawn(async move { me(&app, &issuer, &grant).await });
-            }
-            while let Some(r) = calls.join_next().await {
-                ensure!(r?? == (200, "ada".into()));
-            }
-            let stats = rig.peer.stats().await?;
-            ensure!(
-                counter(&stats, &["token_requests", "refresh_token"]) == round
-                    && counter(&stats, &["invalid_grant"]) == 0
-                    && counter(&stats, &["revoked_grants"]) == 0,
-                "round {round}: one refresh for 60 calls over 3 instances: {stats}"
-            );
-        }
-        Ok(())
-    })
+    scenario(
+        &data.path().join("data"),
+        &[("TESSERA_DATABASE_URL", url.as_str())],
+    )
 }
 
 /// Asks the peer to fail its next token request (`kind`: `500`, `malformed`, `hang`).
@@ -583,26 +595,11 @@ fn refresh_storm_on_one_instance() -> Result<()> {
 /// refresh-storm` runs it with `TESSERA_STORM_ROTATIONS=1000` and reports its line.
 #[test]
 fn refresh_storm_on_three_instances() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let db = rt
-        .block_on(TestDb::new(BackendKind::Postgres))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let DatabaseConfig::Postgres { url } = db.config() else {
-        bail!("not PostgreSQL");
-    };
-    let data = tempfile::tempdir()?;
-    let dir = data.path().join("data");
-    let report = storm(
-        &dir,
-        &[("TESSERA_DATABASE_URL", url.as_str())],
-        3,
-        100,
-        storm_rotations(100),
-    )?;
-    println!("{}", report.line());
-    report.check()
+    on_postgres(|dir, env| {
+        let report = storm(dir, env, 3, 100, storm_rotations(100))?;
+        println!("{}", report.line());
+        report.check()
+    })
 }
 
 /// A stand-in for a provider API that needs the `calendar` scope: it checks the bearer
