@@ -28,7 +28,6 @@ use tessera_proto::calls::{
 use crate::audit::{self, Action, Actor, ActorKind, AuditEntry, AuditError, AuditLog, Outcome};
 use crate::egress::{self, EgressError, OpenResponse};
 use crate::grants::{GrantError, Grants, Owner, Resolved, provider_error_text, unix_seconds};
-use crate::oauth::config::ProviderConfigs;
 use crate::oauth::refresh::{Reason, Refresher};
 use crate::plugin::PluginError;
 use crate::plugin::types::{Classification, HttpRequest, ProviderError};
@@ -283,14 +282,8 @@ impl Trail {
 impl Calls {
     /// A call service over the grant service and the audit log.
     pub fn new(grants: Grants, audit: AuditLog) -> Self {
-        let configs = ProviderConfigs::new(
-            grants.store().clone(),
-            grants.keys().clone(),
-            grants.registry().clone(),
-            audit.clone(),
-        );
         let timeout = grants.egress().timeout();
-        let refresher = Refresher::new(grants.clone(), configs, timeout);
+        let refresher = Refresher::new(grants.clone(), grants.configs().clone(), timeout);
         Self {
             grants,
             audit,

@@ -331,6 +331,7 @@ pub struct Grants {
     audit: AuditLog,
     last_used: LastUsed,
     reads: Arc<GrantReads>,
+    configs: crate::oauth::config::ProviderConfigs,
 }
 
 /// The most grants one batched read asks for.
@@ -376,8 +377,15 @@ impl Grants {
         egress: Egress,
         audit: AuditLog,
     ) -> Self {
+        let configs = crate::oauth::config::ProviderConfigs::new(
+            store.clone(),
+            ring.clone(),
+            Arc::clone(&registry),
+            audit.clone(),
+        );
         Self {
             reads: Arc::new(grant_reads(store.clone())),
+            configs,
             store,
             ring,
             registry,
@@ -434,6 +442,11 @@ impl Grants {
     /// The database.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The apps' OAuth client configurations.
+    pub fn configs(&self) -> &crate::oauth::config::ProviderConfigs {
+        &self.configs
     }
 
     /// The key ring credentials are sealed with.
@@ -864,15 +877,7 @@ impl Grants {
         let params = credential.metadata.clone();
         // RFC 7009 §2.1: a confidential client authenticates at the revocation endpoint, so
         // the component gets the app's OAuth client (if it has one) as for a refresh.
-        let client = match crate::oauth::config::ProviderConfigs::new(
-            self.store.clone(),
-            self.ring.clone(),
-            Arc::clone(&self.registry),
-            self.audit.clone(),
-        )
-        .client(app_id, &info.id)
-        .await
-        {
+        let client = match self.configs.client(app_id, &info.id).await {
             Ok(client) => client,
             Err(e) => {
                 tracing::warn!(provider = %info.id, error = %e, "cannot read the OAuth client for an upstream revocation");

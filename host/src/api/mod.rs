@@ -71,12 +71,7 @@ impl ApiState {
     /// The API state over the opened services and the public origin.
     pub fn new(apps: Apps, calls: Calls, public_origin: &str) -> Self {
         let grants = calls.grants().clone();
-        let configs = ProviderConfigs::new(
-            grants.store().clone(),
-            apps.keys().clone(),
-            grants.registry().clone(),
-            grants.audit().clone(),
-        );
+        let configs = grants.configs().clone();
         let connect = Connect::new(
             grants.clone(),
             configs.clone(),
