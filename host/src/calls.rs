@@ -22,12 +22,13 @@ use futures_util::Stream;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tessera_proto::calls::{
-    CallNote, GrantSelector, ProxyRequest, RetrieveRequest, RetrieveResponse, codes,
+    CallNote, GrantCandidate, GrantSelector, ProxyRequest, RetrieveRequest, RetrieveResponse, codes,
 };
 
 use crate::audit::{self, Action, Actor, ActorKind, AuditEntry, AuditError, AuditLog, Outcome};
 use crate::egress::{self, EgressError, OpenResponse};
 use crate::grants::{GrantError, Grants, Owner, Resolved, provider_error_text, unix_seconds};
+use crate::identity::{IdentityError, Verifier};
 use crate::oauth::refresh::{Reason, Refresher};
 use crate::plugin::PluginError;
 use crate::plugin::types::{Classification, HttpRequest, ProviderError};
@@ -36,6 +37,8 @@ use tessera_proto::grants::GrantKind;
 
 /// The largest request body a proxied call may carry, in bytes (after base64 decoding).
 pub const MAX_PROXY_BODY: usize = 768 * 1024;
+
+mod resolve;
 
 /// Who makes a call, as the audit log records it.
 #[derive(Debug, Clone)]
@@ -48,6 +51,9 @@ pub struct CallContext {
     pub caller: Option<String>,
     /// The host's id for this request.
     pub request_id: String,
+    /// Whether an app key acts as `owner.agent_id` (audited as the agent's call with the app
+    /// key named in `impersonated_by`).
+    pub impersonating: bool,
 }
 
 impl CallContext {
@@ -118,6 +124,29 @@ pub enum CallError {
     /// The audit row could not be written: the call is refused.
     #[error("the audit log is unavailable, so the call was refused")]
     AuditUnavailable(#[source] AuditError),
+    /// The call's `user_token` was refused.
+    #[error(transparent)]
+    UserToken(IdentityError),
+    /// The call has a `user_token` but the app has no identity provider.
+    #[error(
+        "this app has no identity provider configured, so a user_token cannot be verified (tessera idp configure)"
+    )]
+    IdpNotConfigured,
+    /// Several grants fit a call that named none.
+    #[error(
+        "{}{} grants fit this call; name one with grant_id or account",
+        if *.more { "more than " } else { "" },
+        .candidates.len()
+    )]
+    AmbiguousGrant {
+        /// The grants it could mean (the first [`resolve::MAX_CANDIDATES`]).
+        candidates: Vec<GrantCandidate>,
+        /// Whether more than those fit.
+        more: bool,
+    },
+    /// No grant fits a call that named none.
+    #[error("{0}")]
+    NoGrant(String),
 }
 
 impl CallError {
@@ -152,6 +181,10 @@ impl CallError {
             CallError::Rejected { .. } => codes::PROVIDER_REJECTED,
             CallError::ScopeReauthRequired { .. } => codes::SCOPE_REAUTH_REQUIRED,
             CallError::AuditUnavailable(_) => codes::AUDIT_UNAVAILABLE,
+            CallError::UserToken(e) => e.code(),
+            CallError::IdpNotConfigured => codes::IDP_NOT_CONFIGURED,
+            CallError::AmbiguousGrant { .. } => codes::AMBIGUOUS_GRANT,
+            CallError::NoGrant(_) => codes::GRANT_NOT_FOUND,
         }
     }
 
@@ -166,15 +199,16 @@ pub fn status_for_code(code: &str) -> u16 {
     match code {
         codes::GRANT_NOT_FOUND | codes::PROVIDER_NOT_FOUND => 404,
         codes::GRANT_REVOKED => 410,
-        codes::GRANT_REAUTH_REQUIRED | "grant_conflict" => 409,
+        codes::GRANT_REAUTH_REQUIRED | codes::AMBIGUOUS_GRANT | "grant_conflict" => 409,
+        codes::USER_TOKEN_INVALID | codes::USER_TOKEN_EXPIRED => 401,
         codes::SCOPE_REAUTH_REQUIRED => 403,
-        codes::INVALID_REQUEST | codes::HOST_NOT_ALLOWED => 400,
+        codes::INVALID_REQUEST | codes::HOST_NOT_ALLOWED | codes::IDP_NOT_CONFIGURED => 400,
         codes::PROVIDER_REJECTED => 422,
         codes::PROVIDER_UNREACHABLE
         | codes::COMPONENT_FAILED
         | codes::RESPONSE_TOO_LARGE
         | codes::REFRESH_FAILED => 502,
-        codes::AUDIT_UNAVAILABLE => 503,
+        codes::AUDIT_UNAVAILABLE | codes::IDP_UNAVAILABLE => 503,
         _ => 500,
     }
 }
@@ -228,6 +262,7 @@ pub struct Calls {
     grants: Grants,
     audit: AuditLog,
     refresher: Refresher,
+    verifier: Verifier,
 }
 
 /// What one call's audit row says about the request (filled as the call proceeds).
@@ -273,6 +308,16 @@ impl Trail {
         }
     }
 
+    fn picked(&mut self, p: &resolve::Picked) {
+        self.grant_id = Some(p.grant_id.clone());
+        if let Some(user) = &p.user {
+            self.detail.insert(
+                "user".into(),
+                json!(format!("{}:{}", user.issuer, user.subject)),
+            );
+        }
+    }
+
     fn resolved(&mut self, r: &Resolved) {
         self.provider = Some(r.grant.provider.clone());
         self.principal = Some(r.grant.principal.to_string());
@@ -284,11 +329,21 @@ impl Calls {
     pub fn new(grants: Grants, audit: AuditLog) -> Self {
         let timeout = grants.egress().timeout();
         let refresher = Refresher::new(grants.clone(), grants.configs().clone(), timeout);
+        let verifier = Verifier::new(grants.egress().clone());
         Self {
             grants,
             audit,
             refresher,
+            verifier,
         }
+    }
+
+    /// The same service, verifying user tokens with `verifier` (its key cache and refetch
+    /// interval).
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = verifier;
+        self
     }
 
     /// The same service, refreshing OAuth tokens that expire within `skew`.
@@ -320,6 +375,9 @@ impl Calls {
         detail.insert("latency_ms".into(), json!(latency_ms));
         if let Some(agent) = cx.agent() {
             detail.insert("agent_id".into(), json!(agent.to_string()));
+            if cx.impersonating {
+                detail.insert("impersonated_by".into(), json!(cx.key_id));
+            }
         }
         if let serde_json::Value::Object(extra) = extra {
             detail.extend(extra);
@@ -352,7 +410,11 @@ impl Calls {
             codes::GRANT_NOT_FOUND
             | codes::GRANT_REVOKED
             | codes::GRANT_REAUTH_REQUIRED
-            | codes::HOST_NOT_ALLOWED => Outcome::Denied,
+            | codes::HOST_NOT_ALLOWED
+            | codes::AMBIGUOUS_GRANT
+            | codes::USER_TOKEN_INVALID
+            | codes::USER_TOKEN_EXPIRED
+            | codes::IDP_NOT_CONFIGURED => Outcome::Denied,
             _ => Outcome::Error,
         };
         let extra = json!({ "error": e.code() });
@@ -454,12 +516,26 @@ impl Calls {
     ) -> Result<(String, Resolved), CallError> {
         let method = check_method(method)?;
         check_headers(headers)?;
-        let grant_id = grant
-            .grant_id
-            .as_deref()
-            .ok_or_else(|| CallError::Invalid("name the grant to use (grant_id)".into()))?;
-        let resolved = self.grants.resolve(cx.owner, grant_id).await?;
+        let picked = self.pick(cx, grant, url).await?;
+        trail.picked(&picked);
+        let resolved = self.grants.resolve(cx.owner, &picked.grant_id).await?;
         trail.resolved(&resolved);
+        if let Some(user) = &picked.user
+            && !resolve::belongs_to(&resolved.grant.principal, user)
+        {
+            return Err(GrantError::NotFound {
+                id: picked.grant_id.clone(),
+            }
+            .into());
+        }
+        if let Some(provider) = &grant.provider
+            && *provider != resolved.grant.provider
+        {
+            return Err(CallError::Invalid(format!(
+                "grant {} is a {} grant, not {provider}",
+                picked.grant_id, resolved.grant.provider
+            )));
+        }
         let resolved = self
             .refresher
             .ensure_fresh(resolved, Reason::Expiring)

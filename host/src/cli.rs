@@ -79,7 +79,7 @@ pub enum Command {
     /// API keys of an app: create (shown once), list, revoke.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Agents of an app: create, list, show, disable, enable.
+    /// Agents of an app: create, list, show, disable, enable; delegate grants to them.
     #[command(subcommand)]
     Agent(agents::AgentCommand),
     /// The identity provider of an app (whose JWTs name its end users): configure, show,

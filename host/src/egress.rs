@@ -204,6 +204,73 @@ fn fill_template(entry: &str, params: &[(String, String)]) -> Option<String> {
     Some(out)
 }
 
+/// Whether the host of `url` could match an entry of `allowed` for some value of the entry's
+/// `{param}` placeholders (each stands for one or more host characters; `*.` for one or more
+/// labels). Used to infer which provider a call means from its URL, before any credential
+/// (and so any parameter value) is known; the call is checked exactly afterwards. An entry
+/// that is one whole placeholder (any host at all) never matches: it cannot tell providers
+/// apart.
+pub fn host_could_match(url: &Url, allowed: &[String]) -> bool {
+    let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+        return false;
+    };
+    let port = url.port_or_known_default().unwrap_or(443);
+    allowed.iter().any(|entry| {
+        let whole =
+            entry.starts_with('{') && entry.ends_with('}') && entry.matches('{').count() == 1;
+        if whole {
+            return false;
+        }
+        let (pattern, entry_port) = match entry.rsplit_once(':') {
+            Some((p, port)) => match port.parse::<u16>() {
+                Ok(port) => (p, port),
+                Err(_) => return false,
+            },
+            None => (entry.as_str(), 443),
+        };
+        entry_port == port && glob_host(&pattern.to_ascii_lowercase(), &host)
+    })
+}
+
+/// Matches `host` against `pattern`, where `{…}` and a leading `*` match one or more host
+/// characters.
+fn glob_host(pattern: &str, host: &str) -> bool {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut rest = pattern.strip_prefix('*').map_or(pattern, |r| {
+        parts.push("");
+        r
+    });
+    while let Some(start) = rest.find('{') {
+        parts.push(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => rest = &rest[start + end + 1..],
+            None => return false,
+        }
+    }
+    parts.push(rest);
+    glob_walk(&parts, host)
+}
+
+/// `parts[0]` must be a prefix of `host`, the last part its suffix, and each gap between
+/// parts one or more host characters.
+fn glob_walk(parts: &[&str], host: &str) -> bool {
+    let host_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    match parts {
+        [] => host.is_empty(),
+        [last] => host == *last,
+        [first, rest @ ..] => {
+            let Some(after) = host.strip_prefix(first) else {
+                return false;
+            };
+            (1..=after.len()).any(|n| {
+                after.is_char_boundary(n)
+                    && after[..n].chars().all(host_char)
+                    && glob_walk(rest, &after[n..])
+            })
+        }
+    }
+}
+
 /// The `host[:port]` of a whole-entry template value: a host name with an optional port, or
 /// the host and port of an absolute `http(s)` URL; user info, IPv6 literals, a bad port or any
 /// other character make it unusable.
@@ -493,6 +560,38 @@ mod tests {
 
     fn allowed(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_host_could_match_templates_and_wildcards_but_not_a_whole_placeholder() {
+        let could =
+            |url: &str, list: &[&str]| host_could_match(&Url::parse(url).unwrap(), &allowed(list));
+        assert!(could("https://api.stripe.com/v1/x", &["api.stripe.com"]));
+        assert!(could("https://API.Stripe.com/", &["api.stripe.com"]));
+        assert!(!could(
+            "https://api.stripe.com.evil.io/",
+            &["api.stripe.com"]
+        ));
+        assert!(could(
+            "https://acme.myshopify.com/admin",
+            &["{shop}.myshopify.com"]
+        ));
+        assert!(!could("https://myshopify.com/", &["{shop}.myshopify.com"]));
+        assert!(!could(
+            "https://acme.myshopify.com.evil.io/",
+            &["{shop}.myshopify.com"]
+        ));
+        assert!(could("https://eu.api.example.com/", &["*.api.example.com"]));
+        assert!(!could("https://api.example.com/", &["*.api.example.com"]));
+        assert!(could(
+            "https://a.b.example.com:8443/",
+            &["{x}.example.com:8443"]
+        ));
+        assert!(!could("https://a.example.com:8443/", &["{x}.example.com"]));
+        assert!(
+            !could("https://idp.example.com/", &["{issuer}"]),
+            "a whole placeholder says nothing about the provider"
+        );
     }
 
     #[test]

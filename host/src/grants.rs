@@ -31,6 +31,7 @@ use crate::plugin::types::{
 };
 use crate::plugin::{Plugin, PluginError, Registry};
 use crate::store::credentials::{self, CredentialRecord, SEALED_KIND};
+use crate::store::delegations;
 use crate::store::grants::{self as grant_repo, Filter, GrantRecord};
 use crate::store::last_used::LastUsed;
 use crate::store::{AgentId, AppId, CredentialId, GrantId, Store, StoreError, Timestamp};
@@ -739,13 +740,32 @@ impl Grants {
         Ok(self.ring.seal(&credential_aad(&id, &app), plaintext)?)
     }
 
-    /// Grant `id` of the owner's app, as the API shows it.
+    /// Whether `owner` may use `grant` in a call or read it: any grant of its app for an app
+    /// key; for an agent, its own grants and those delegated to it (live, unexpired).
+    async fn may_reach(&self, owner: Owner, grant: &GrantRecord) -> Result<bool, GrantError> {
+        if owner.may_use(grant) {
+            return Ok(true);
+        }
+        let Some(agent) = owner.agent_id else {
+            return Ok(false);
+        };
+        Ok(
+            delegations::live_for(&self.store, owner.app_id, grant.id, agent, Timestamp::now())
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Grant `id` of the owner's app, as the API shows it (for an agent: its own or one
+    /// delegated to it).
     pub async fn get(&self, owner: Owner, id: &str) -> Result<Grant, GrantError> {
         let gid = parse_grant_id(id)?;
         let g = grant_repo::get(&self.store, owner.app_id, gid, false)
             .await?
-            .filter(|g| owner.may_use(g))
             .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+        if !self.may_reach(owner, &g).await? {
+            return Err(GrantError::NotFound { id: id.to_owned() });
+        }
         self.view(g).await
     }
 
@@ -787,14 +807,7 @@ impl Grants {
     ) -> Result<GrantPage, GrantError> {
         let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         if let Some(agent) = owner.agent_id {
-            let own = Principal::Agent(agent.to_string());
-            if filter.principal.as_ref().is_some_and(|p| *p != own) {
-                return Ok(GrantPage {
-                    items: Vec::new(),
-                    next_cursor: None,
-                });
-            }
-            filter.principal = Some(own);
+            filter.reachable_by = Some((agent, Timestamp::now()));
         }
         let mut rows = grant_repo::list(&self.store, owner.app_id, &filter, limit + 1).await?;
         let next_cursor = if rows.len() > limit as usize {
@@ -847,6 +860,8 @@ impl Grants {
             _ => None,
         };
         grant_repo::revoke(&mut tx, owner.app_id, gid, now).await?;
+        let delegations_ended =
+            delegations::revoke_for_grant(&mut tx, owner.app_id, gid, now).await?;
         credentials::wipe_if_unused(&mut tx, owner.app_id, g.credential_id, now).await?;
         tx.commit().await?;
         let upstream = match (plugin, upstream_material) {
@@ -858,6 +873,10 @@ impl Grants {
         let grant = self.get(owner, id).await?;
         let mut detail = serde_json::Map::new();
         detail.insert("upstream_revoked".into(), serde_json::json!(upstream));
+        detail.insert(
+            "delegations_revoked".into(),
+            serde_json::json!(delegations_ended),
+        );
         self.record(change, owner.app_id, Action::GrantRevoke, &grant, detail)
             .await?;
         Ok(RevokeOutcome {
@@ -951,8 +970,10 @@ impl Grants {
             .run((owner.app_id, gid))
             .await
             .map_err(StoreError::Batch)?
-            .filter(|(g, _)| owner.may_use(g))
             .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+        if !self.may_reach(owner, &grant).await? {
+            return Err(GrantError::NotFound { id: id.to_owned() });
+        }
         match grant.status {
             GrantStatus::Revoked => return Err(GrantError::Revoked { id: id.to_owned() }),
             GrantStatus::ReauthRequired => {

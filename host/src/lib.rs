@@ -17,6 +17,7 @@ pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod conformance;
+pub mod delegations;
 pub mod egress;
 pub mod grants;
 pub mod identity;

@@ -16,6 +16,12 @@ pub const CONSTRAINTS_HEADER: &str = "tessera-constraints";
 /// recorded in the audit log; it is not an access boundary.
 pub const CALLER_HEADER: &str = "tessera-caller";
 
+/// Request header with which an app key acts as one of its agents (impersonation): the
+/// agent's id. The request is then held to exactly what that agent may do, and audited as
+/// the agent's with the app key named as the one acting. Covered by the request signature
+/// whenever it is sent; an agent key may not send it.
+pub const AGENT_HEADER: &str = "tessera-agent";
+
 /// Response header the host sets on a proxied response that came from the provider, so an
 /// SDK can tell a provider's `404` from the host's own. Its value is the provider id.
 pub const UPSTREAM_HEADER: &str = "tessera-upstream";
@@ -23,13 +29,58 @@ pub const UPSTREAM_HEADER: &str = "tessera-upstream";
 /// Response header carrying the host's id for the call, also in the audit row.
 pub const REQUEST_ID_HEADER: &str = "tessera-request-id";
 
-/// Which grant a call uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which grant a call uses: by id, or found by the host from who is asking (the end user's
+/// `user_token`, the agent key, or the app itself), the provider (named, or inferred from the
+/// URL's host) and the upstream `account`. `docs/ARCHITECTURE.md` (Decisions, "Grant
+/// resolution") gives the order in which the host looks.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GrantSelector {
-    /// The grant, by id.
+    /// The grant, by id. Wins over everything else; with a `user_token`, the grant must also
+    /// be that user's (or one of their groups').
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// The end user's JWT from the app's identity provider: the call is made on their behalf,
+    /// with their grant (or their group's). Verified against the app's identity provider
+    /// configuration; never stored or logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_token: Option<String>,
+    /// The provider id, when not inferred from the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Picks among several grants of one provider by their account label (the login, email
+    /// or workspace the grant covers); compared without regard to case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+impl std::fmt::Debug for GrantSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantSelector")
+            .field("grant_id", &self.grant_id)
+            .field(
+                "user_token",
+                &self.user_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("provider", &self.provider)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+/// One grant a call could have meant, listed in an `ambiguous_grant` problem so the caller
+/// can name one (`grant_id`, or `account`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrantCandidate {
+    /// Its id.
+    pub grant_id: String,
+    /// Its provider.
+    pub provider: String,
+    /// Its account label (may be empty when the provider names none).
+    pub account: String,
+    /// Its principal, in text form (`user:…`, `group:…`, `system`, `agent:…`).
+    pub principal: String,
 }
 
 /// What a caller says about why it makes a call, kept in the audit row.
@@ -145,8 +196,18 @@ pub mod codes {
     pub const GRANT_REVOKED: &str = "grant_revoked";
     /// The grant needs the user to connect again.
     pub const GRANT_REAUTH_REQUIRED: &str = "grant_reauth_required";
-    /// The call named no grant.
-    pub const GRANT_REQUIRED: &str = "grant_required";
+    /// Several grants fit the call; the problem lists them (`candidates`) with their account
+    /// labels: name one with `grant_id` or `account`.
+    pub const AMBIGUOUS_GRANT: &str = "ambiguous_grant";
+    /// The call's `user_token` is not a valid token of the app's identity provider (bad
+    /// signature, wrong issuer or audience, unknown key, refused algorithm, malformed).
+    pub const USER_TOKEN_INVALID: &str = "user_token_invalid";
+    /// The call's `user_token` has expired.
+    pub const USER_TOKEN_EXPIRED: &str = "user_token_expired";
+    /// The call has a `user_token` but the app has no identity provider configured.
+    pub const IDP_NOT_CONFIGURED: &str = "idp_not_configured";
+    /// The app's identity provider's keys could not be fetched; retrying later may help.
+    pub const IDP_UNAVAILABLE: &str = "idp_unavailable";
     /// The URL's host is outside the provider's declared hosts.
     pub const HOST_NOT_ALLOWED: &str = "host_not_allowed";
     /// The provider could not be reached (connection, TLS, timeout).

@@ -31,6 +31,15 @@ pub struct ConnectSessionRequest {
     /// `tenant`), added to the ones the operator configured.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub connection_params: BTreeMap<String, String>,
+    /// An agent of the app (id or name) the user's grant will be delegated to: the consent
+    /// page names it, and the user's consent creates the delegation. Needs a `user:`
+    /// principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// How long that delegation lasts, in seconds (at most a year); absent: until revoked.
+    /// Only with `agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_ttl_secs: Option<u64>,
 }
 
 /// Where a connect session is.
@@ -107,6 +116,9 @@ pub struct ConnectSession {
     /// The grant, once completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// The agent the grant is delegated to on consent, if the session names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ConnectError>,

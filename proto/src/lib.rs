@@ -6,6 +6,7 @@ pub mod agents;
 pub mod audit;
 pub mod calls;
 pub mod connect;
+pub mod delegations;
 pub mod grants;
 pub mod problem;
 pub mod providers;

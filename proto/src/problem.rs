@@ -34,6 +34,9 @@ pub struct Problem {
     /// For `insufficient_scope`: the Tessera scopes the key lacks for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_scopes: Option<Vec<Scope>>,
+    /// For `ambiguous_grant`: the grants the call could have meant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<crate::calls::GrantCandidate>>,
 }
 
 #[cfg(test)]
@@ -49,6 +52,7 @@ mod tests {
             detail: "the request is not signed".into(),
             code: "signature_missing".into(),
             missing_scopes: None,
+            candidates: None,
         };
         let json = serde_json::to_value(&p).unwrap_or_default();
         assert_eq!(json["type"], "about:blank");

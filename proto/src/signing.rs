@@ -32,9 +32,10 @@ pub const MAX_SKEW_SECONDS: i64 = 300;
 /// The covered components every Tessera signature must list, exactly (in any order).
 pub const COVERED_COMPONENTS: [&str; 3] = ["@method", "@target-uri", "content-digest"];
 /// Header fields a signature covers in addition to [`COVERED_COMPONENTS`] whenever the
-/// request carries them (and only then): the scope constraints and the caller name an SDK
-/// sends, so that nobody on the way can change or strip them.
-pub const OPTIONAL_COVERED_HEADERS: [&str; 2] = ["tessera-constraints", "tessera-caller"];
+/// request carries them (and only then): the scope constraints, the caller name and the
+/// agent an app key acts as, so that nobody on the way can add, change or strip them.
+pub const OPTIONAL_COVERED_HEADERS: [&str; 3] =
+    ["tessera-constraints", "tessera-caller", "tessera-agent"];
 /// The signature parameters every Tessera signature must carry, exactly (in any order).
 pub const SIGNATURE_PARAMETERS: [&str; 4] = ["created", "nonce", "keyid", "alg"];
 /// The `Signature-Input` field name (lower case, as HTTP/2 and the signature base use it).

@@ -16,6 +16,8 @@
 //   access_token_ttl   seconds (default 60): short, so expiry and refresh are quick to reach.
 //   refresh_token_ttl  seconds (default 86400).
 //   id_token_ttl       seconds (default 3600).
+//   groups             { "<sub>": ["group", ...] }: the `groups` claim of that user, sent in
+//                      the ID token with the `profile` scope (an empty list for anyone else).
 //
 // What it enforces: PKCE (S256) for every client; exact redirect URIs; refresh tokens only
 // when `offline_access` is granted (which oidc-provider grants only with `prompt=consent`);
@@ -129,6 +131,7 @@ async function main() {
             email_verified: true,
             preferred_username: sub,
             name: sub,
+            groups: (config.groups ?? {})[sub] ?? [],
           };
         },
       };
@@ -136,7 +139,7 @@ async function main() {
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['preferred_username', 'name'],
+      profile: ['preferred_username', 'name', 'groups'],
     },
     scopes: ['openid', 'offline_access', ...(config.scopes ?? [])],
     // Scope claims in the ID token too (not only at userinfo), so an ID token names the user.

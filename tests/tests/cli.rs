@@ -361,6 +361,16 @@ mod provider_config;
 #[path = "cli/agents.rs"]
 mod agents;
 
+/// Grant resolution without a grant id: user tokens, groups, the provider from the URL's
+/// host, account labels, and the refusals (tests/cli/resolution.rs).
+#[path = "cli/resolution.rs"]
+mod resolution;
+
+/// Delegations of grants to agents: the isolation matrix, delegations made and ended every
+/// way, the CLI (tests/cli/delegations.rs).
+#[path = "cli/delegations.rs"]
+mod delegations;
+
 mod init {
     use super::*;
 

@@ -10,8 +10,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::header;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use tessera_proto::calls::{CALLER_HEADER, CONSTRAINTS_HEADER};
+use tessera_proto::calls::{AGENT_HEADER, CALLER_HEADER, CONSTRAINTS_HEADER};
 use tessera_proto::scopes::Scope;
+use tessera_proto::signing::KeyKind;
 use tessera_proto::whoami::Whoami;
 
 use super::{ApiError, ApiState};
@@ -33,6 +34,9 @@ pub struct Caller {
     pub body: Bytes,
     /// The caller name the SDK declared (`tessera-caller`), for attribution.
     pub caller: Option<String>,
+    /// Whether an app key acts as one of its agents (`tessera-agent`): `principal.agent_id`
+    /// is then that agent, and `principal.key_id` still the app key.
+    pub impersonating: bool,
 }
 
 impl Caller {
@@ -107,12 +111,49 @@ where
         }
         let caller = header_text(&parts.headers, CALLER_HEADER)?
             .map(|c| c.chars().take(MAX_CALLER_LEN).collect());
+        let impersonating = match header_text(&parts.headers, AGENT_HEADER)? {
+            Some(agent) => {
+                principal.agent_id = Some(act_as(&api, &principal, &agent).await?);
+                true
+            }
+            None => false,
+        };
         Ok(Self {
             principal,
             body,
             caller,
+            impersonating,
         })
     }
+}
+
+/// The agent an app key asks to act as (`tessera-agent`): an enabled agent of its own app.
+async fn act_as(
+    api: &ApiState,
+    principal: &KeyPrincipal,
+    agent: &str,
+) -> Result<crate::store::AgentId, ApiError> {
+    if principal.kind != KeyKind::App {
+        return Err(ApiError::InvalidRequest(format!(
+            "{AGENT_HEADER}: only an app key may act as one of its agents"
+        )));
+    }
+    let not_found = || {
+        ApiError::Agent(crate::agents::AgentError::NotFound {
+            id: agent.to_owned(),
+        })
+    };
+    let id = agent.parse().map_err(|_| not_found())?;
+    let found = crate::store::agents::get(api.apps.store(), principal.app_id, id)
+        .await
+        .map_err(|e| ApiError::Agent(e.into()))?
+        .ok_or_else(not_found)?;
+    if found.disabled_at.is_some() {
+        return Err(ApiError::InvalidRequest(format!(
+            "{AGENT_HEADER}: agent {agent} is disabled"
+        )));
+    }
+    Ok(found.id)
 }
 
 /// The longest caller name kept (longer ones are cut).
@@ -159,6 +200,7 @@ mod tests {
             },
             body: Bytes::new(),
             caller: None,
+            impersonating: false,
         }
     }
 

@@ -13,7 +13,7 @@ use tessera_proto::problem::Problem;
 use tessera_proto::scopes::Scope;
 
 use super::grants::{json_body, owner_of, request_id};
-use super::openapi::{BodyTooLarge, ScopeMissing, SignatureRejected, SignedHeaders};
+use super::openapi::{BodyTooLarge, ScopeMissing, SignedHeaders};
 use super::{ApiError, ApiState, Caller};
 use crate::calls::CallContext;
 
@@ -23,6 +23,7 @@ fn context(caller: &Caller) -> CallContext {
         key_id: caller.principal.key_id.to_string(),
         caller: caller.caller.clone(),
         request_id: request_id(),
+        impersonating: caller.impersonating,
     }
 }
 
@@ -30,8 +31,11 @@ fn context(caller: &Caller) -> CallContext {
 /// body digest, and the body itself for providers whose signature covers it) and returns
 /// the headers to set and the URL to use; the SDK then sends it. Audited before the answer.
 ///
-/// Scope: `tokens:retrieve`. Errors: `grant_required`/`invalid_request`,
-/// `grant_not_found`, `grant_revoked`, `grant_reauth_required`, `host_not_allowed`,
+/// The grant is the one named by `grant_id`, or found from the caller, the `user_token`,
+/// the provider (named or inferred from the URL's host) and the `account`.
+///
+/// Scope: `tokens:retrieve`. Errors: `invalid_request`, `grant_not_found`, `ambiguous_grant`,
+/// `user_token_invalid`, `user_token_expired`, `idp_not_configured`, `grant_revoked`, `grant_reauth_required`, `host_not_allowed`,
 /// `provider_rejected`, `component_failed`, `audit_unavailable`, the signature codes.
 #[utoipa::path(
     post,
@@ -42,17 +46,17 @@ fn context(caller: &Caller) -> CallContext {
     security(("tessera_signature" = ["tokens:retrieve"])),
     responses(
         (status = 200, description = "What to change on the described request before sending it.", body = RetrieveResponse),
-        (status = 400, description = "`invalid_request` (no `grant_id`, a bad URL, method, header, base64 or digest, malformed JSON or Tessera header), `host_not_allowed` (the URL's host is not one of the provider's), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, response = SignatureRejected),
+        (status = 400, description = "`invalid_request` (a bad URL, method, header, base64 or digest, malformed JSON or Tessera header, no provider declares the URL's host and none is named, a `provider` that is not the grant's), `host_not_allowed` (the URL's host is not one of the provider's), `idp_not_configured` (a `user_token` but the app has no identity provider), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The signature codes (see the security scheme), or `user_token_invalid` / `user_token_expired`: the call's `user_token` was refused.", body = Problem, content_type = "application/problem+json"),
         (status = 403, response = ScopeMissing),
-        (status = 404, description = "`grant_not_found` (also for another app's grant).", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`grant_reauth_required`: the user must connect again.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`grant_not_found`: no grant with this id is visible to the caller (also another app's), or none fits a call that named none; `provider_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`grant_reauth_required` (the user must connect again), or `ambiguous_grant`: several grants fit a call that named none; `candidates` lists them with their account labels.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`grant_revoked`.", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`provider_rejected`: the provider's component refused the request.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`internal_error`: a store or vault failure (the cause is logged).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`component_failed`: the provider's component failed.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`auth_unavailable`, or `audit_unavailable` (the call was refused because its audit row could not be written).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`auth_unavailable`, `idp_unavailable` (the identity provider's keys could not be fetched), or `audit_unavailable` (the call was refused because its audit row could not be written).", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(super) async fn retrieve(
@@ -92,17 +96,17 @@ pub(super) async fn retrieve(
                 ("tessera-upstream" = String, description = "The provider id."),
                 ("tessera-request-id" = String, description = "The host's id for this call."),
             )),
-        (status = 400, description = "`invalid_request` (no `grant_id`, a bad URL, method, header, base64 or digest, malformed JSON or Tessera header), `host_not_allowed` (the URL's host is not one of the provider's), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, response = SignatureRejected),
+        (status = 400, description = "`invalid_request` (a bad URL, method, header, base64 or digest, malformed JSON or Tessera header, no provider declares the URL's host and none is named, a `provider` that is not the grant's), `host_not_allowed` (the URL's host is not one of the provider's), `idp_not_configured` (a `user_token` but the app has no identity provider), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The signature codes (see the security scheme), or `user_token_invalid` / `user_token_expired`: the call's `user_token` was refused.", body = Problem, content_type = "application/problem+json"),
         (status = 403, response = ScopeMissing),
-        (status = 404, description = "`grant_not_found` (also for another app's grant).", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`grant_reauth_required`: the user must connect again.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`grant_not_found`: no grant with this id is visible to the caller (also another app's), or none fits a call that named none; `provider_not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`grant_reauth_required` (the user must connect again), or `ambiguous_grant`: several grants fit a call that named none; `candidates` lists them with their account labels.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`grant_revoked`.", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`provider_rejected`: the provider's component refused the request.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`internal_error`: a store or vault failure (the cause is logged).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`provider_unreachable` (connection, TLS, timeout), `response_too_large`, or `component_failed`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`auth_unavailable`, or `audit_unavailable` (the call was refused because its audit row could not be written).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`auth_unavailable`, `idp_unavailable` (the identity provider's keys could not be fetched), or `audit_unavailable` (the call was refused because its audit row could not be written).", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(super) async fn proxy(

@@ -54,6 +54,9 @@ pub enum ApiError {
     /// An agent operation failed.
     #[error(transparent)]
     Agent(#[from] crate::agents::AgentError),
+    /// A delegation operation failed.
+    #[error(transparent)]
+    Delegation(#[from] crate::delegations::DelegationError),
     /// A service the request needs failed (database, audit); the cause is logged.
     #[error("{0}")]
     Internal(String),
@@ -79,6 +82,7 @@ impl ApiError {
             Self::Connect(e) => e.code(),
             Self::ProviderConfig(e) => e.code(),
             Self::Agent(e) => e.code(),
+            Self::Delegation(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -103,6 +107,9 @@ impl ApiError {
             Self::Agent(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
+            Self::Delegation(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -120,6 +127,12 @@ impl ApiError {
             code: self.code().to_owned(),
             missing_scopes: match self {
                 Self::InsufficientScope { missing } => Some(missing.clone()),
+                _ => None,
+            },
+            candidates: match self {
+                Self::Call(crate::calls::CallError::AmbiguousGrant { candidates, .. }) => {
+                    Some(candidates.clone())
+                }
                 _ => None,
             },
         }

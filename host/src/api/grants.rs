@@ -186,6 +186,7 @@ pub(super) async fn list_grants(
             .cursor
             .map(|c| c.parse().map_err(|_| bad("cursor", &c)))
             .transpose()?,
+        reachable_by: None,
     };
     Ok(Json(
         api.grants.list(owner_of(&caller), filter, q.limit).await?,

@@ -13,6 +13,7 @@ mod audit;
 mod caller;
 mod calls;
 mod connect;
+mod delegations;
 mod error;
 mod grants;
 pub mod openapi;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub apps: Apps,
     /// The apps' agents.
     pub agents: Agents,
+    /// Delegations of grants to agents.
+    pub delegations: crate::delegations::Delegations,
     /// Resolves key ids to signing keys (database + key ring).
     pub keys: DbKeyResolver,
     /// Single-use nonces (database).
@@ -87,6 +90,7 @@ impl ApiState {
             registry: grants.registry().clone(),
             audit: grants.audit().clone(),
             agents: apps.agents(),
+            delegations: crate::delegations::Delegations::new(grants.store().clone()),
             apps,
             grants,
             calls,
@@ -120,6 +124,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/agents/{id}"),
     ("POST", "/v1/agents/{id}/disable"),
     ("POST", "/v1/agents/{id}/enable"),
+    ("GET", "/v1/delegations"),
+    ("POST", "/v1/delegations"),
+    ("GET", "/v1/delegations/{id}"),
+    ("DELETE", "/v1/delegations/{id}"),
     ("POST", "/v1/connect/sessions"),
     ("GET", "/v1/connect/sessions/{id}"),
     ("GET", "/connect/callback"),
@@ -159,6 +167,14 @@ where
         .route("/v1/agents/{id}", get(agents::get_agent))
         .route("/v1/agents/{id}/disable", post(agents::disable_agent))
         .route("/v1/agents/{id}/enable", post(agents::enable_agent))
+        .route(
+            "/v1/delegations",
+            get(delegations::list_delegations).post(delegations::create_delegation),
+        )
+        .route(
+            "/v1/delegations/{id}",
+            get(delegations::get_delegation).delete(delegations::revoke_delegation),
+        )
         .route("/v1/connect/sessions", post(connect::create_session))
         .route("/v1/connect/sessions/{id}", get(connect::get_session))
         .route("/connect/callback", get(connect::callback))

@@ -66,6 +66,10 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         super::agents::get_agent,
         super::agents::disable_agent,
         super::agents::enable_agent,
+        super::delegations::list_delegations,
+        super::delegations::create_delegation,
+        super::delegations::get_delegation,
+        super::delegations::revoke_delegation,
         super::connect::create_session,
         super::connect::get_session,
         super::connect::consent_page,
@@ -84,7 +88,7 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         (name = "grants", description = "Grants (a principal's access to a provider) and managed secrets."),
         (name = "calls", description = "Calls to providers: retrieve mode and proxy mode."),
         (name = "audit", description = "The app's audit log (for an agent key: the rows where that agent acted)."),
-        (name = "agents", description = "The app's agents: workload identities with their own keys and audit trail; a disabled agent's keys are refused."),
+        (name = "agents", description = "The app's agents: workload identities with their own keys and audit trail; a disabled agent's keys are refused. Delegations let an agent use a grant it does not own."),
         (name = "connect", description = "Connecting end users' accounts at OAuth providers: sessions for apps (signed), and the consent page and callback for end users' browsers (unsigned)."),
     ),
 )]
@@ -133,6 +137,15 @@ impl Modify for Additions {
             .paths
             .paths
             .get_mut("/v1/grants/{id}")
+            .and_then(|item| item.delete.as_mut())
+            .and_then(|op| op.request_body.as_mut())
+        {
+            body.required = Some(Required::False);
+        }
+        if let Some(body) = doc
+            .paths
+            .paths
+            .get_mut("/v1/delegations/{id}")
             .and_then(|item| item.delete.as_mut())
             .and_then(|op| op.request_body.as_mut())
         {

@@ -257,6 +257,7 @@ pub async fn grant(
                     })
                     .transpose()?,
                 before: None,
+                reachable_by: None,
             };
             with_grants(config, apps, registry, |grants| async move {
                 let page = grants.list(Owner::app(app.id), filter, Some(limit)).await?;

@@ -111,6 +111,22 @@ fn check(s: &IdpSettings) -> Result<(), IdpConfigError> {
     Ok(())
 }
 
+/// A stored identity provider as the verifier uses it.
+pub fn verifier_config_of(r: IdpConfigRecord) -> IdpConfig {
+    IdpConfig {
+        issuer: r.issuer,
+        jwks_url: r.jwks_url,
+        audiences: r.audiences,
+        groups_claim: r.groups_claim,
+        algorithms: r
+            .algorithms
+            .iter()
+            .filter_map(|n| parse_algorithm(n))
+            .collect(),
+        leeway_secs: r.leeway_secs,
+    }
+}
+
 /// The service. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct IdpConfigs {
@@ -180,18 +196,7 @@ impl IdpConfigs {
     ) -> Result<Option<IdpConfig>, IdpConfigError> {
         Ok(idp_configs::get(&self.store, app_id)
             .await?
-            .map(|r| IdpConfig {
-                issuer: r.issuer,
-                jwks_url: r.jwks_url,
-                audiences: r.audiences,
-                groups_claim: r.groups_claim,
-                algorithms: r
-                    .algorithms
-                    .iter()
-                    .filter_map(|n| parse_algorithm(n))
-                    .collect(),
-                leeway_secs: r.leeway_secs,
-            }))
+            .map(verifier_config_of))
     }
 
     /// Removes app `app_id`'s identity provider.

@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 
 use super::config::{ConfigError, ProviderConfigs};
 use crate::audit::{Actor, ActorKind, Origin, Via};
+use crate::delegations::DelegationError;
 use crate::egress::{Egress, EgressError};
 use crate::grants::{
     Change, GrantError, Grants, OAuthConnection, Owner, provider_error_text, unix_seconds,
@@ -37,7 +38,8 @@ use crate::plugin::types::{
 };
 use crate::plugin::{Plugin, PluginError, Registry};
 use crate::store::connect_sessions::{self as repo, Ending, SEALED_KIND, SessionRecord};
-use crate::store::{SessionId, Store, StoreError, Timestamp, apps};
+use crate::store::delegations::DelegationOrigin;
+use crate::store::{AgentId, SessionId, Store, StoreError, Timestamp, apps};
 use crate::vault::{Aad, Sealed, VaultError};
 
 /// How long a connect link stays usable, and the whole flow may take.
@@ -154,6 +156,10 @@ pub struct Consent {
     pub scopes: Vec<(String, String)>,
     /// Whose account it becomes: the principal's text form.
     pub principal: String,
+    /// The agent that will be able to use the grant (its name), if the session names one.
+    pub agent_name: Option<String>,
+    /// For how long, in seconds (`None`: until revoked).
+    pub delegation_ttl_secs: Option<u64>,
     /// Where it is (an ended or expired session shows that instead of the form).
     pub status: ConnectStatus,
     /// When the link stops working.
@@ -337,7 +343,7 @@ impl Connect {
                     .collect()
             }
         };
-        self.check_request(owner, info, &request).await?;
+        let agent_id = self.check_request(owner, info, &request).await?;
         let now = Timestamp::now();
         let expires_at = Timestamp::from_unix_millis(
             now.unix_millis() + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX),
@@ -358,6 +364,8 @@ impl Connect {
             key_version: None,
             created_at: now,
             expires_at,
+            agent_id,
+            delegation_ttl_secs: request.delegation_ttl_secs,
         };
         let link = Zeroizing::new(random_token());
         repo::insert(&self.store, &record, &hash(&link)).await?;
@@ -367,13 +375,15 @@ impl Connect {
     }
 
     /// The checks of a session request that do not depend on the configuration: declared
-    /// connection parameters, a usable `return_url`, an agent principal of this app.
+    /// connection parameters, a usable `return_url`, an agent principal of this app, and
+    /// the agent to delegate to (returned: it must be an agent of this app, for a user's
+    /// grant, with a TTL of at most a year).
     async fn check_request(
         &self,
         owner: Owner,
         info: &ProviderInfo,
         request: &ConnectSessionRequest,
-    ) -> Result<(), FlowError> {
+    ) -> Result<Option<AgentId>, FlowError> {
         for name in request.connection_params.keys() {
             if !info.connection_params.iter().any(|f| &f.name == name) {
                 let known: Vec<&str> = info
@@ -405,7 +415,31 @@ impl Connect {
                 return Err(unknown());
             }
         }
-        Ok(())
+        let Some(agent) = &request.agent else {
+            if request.delegation_ttl_secs.is_some() {
+                return Err(FlowError::Invalid(
+                    "delegation_ttl_secs needs an agent to delegate to".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if !matches!(request.principal, Principal::User { .. }) {
+            return Err(FlowError::Invalid(
+                "a connect session delegates to an agent only a user's grant (a user: principal)"
+                    .into(),
+            ));
+        }
+        crate::delegations::check_ttl(request.delegation_ttl_secs)
+            .map_err(|e| FlowError::Invalid(e.to_string()))?;
+        let found = match agent.parse::<AgentId>() {
+            Ok(id) => crate::store::agents::get(&self.store, owner.app_id, id).await?,
+            Err(_) => crate::store::agents::get_by_name(&self.store, owner.app_id, agent).await?,
+        };
+        match found {
+            Some(a) if a.disabled_at.is_none() => Ok(Some(a.id)),
+            Some(_) => Err(FlowError::Invalid(format!("agent {agent} is disabled"))),
+            None => Err(FlowError::Invalid(format!("this app has no agent {agent}"))),
+        }
     }
 
     /// Session `id` of the owner's app.
@@ -444,7 +478,17 @@ impl Connect {
                 (label, name.clone())
             })
             .collect();
+        let agent_name = match s.agent_id {
+            Some(id) => Some(
+                crate::store::agents::get(&self.store, s.app_id, id)
+                    .await?
+                    .map_or_else(|| id.to_string(), |a| a.name),
+            ),
+            None => None,
+        };
         Ok(Consent {
+            agent_name,
+            delegation_ttl_secs: s.delegation_ttl_secs,
             app_name,
             provider_name: info.display_name.clone(),
             logo_url: info.logo_url.clone(),
@@ -750,6 +794,13 @@ impl Connect {
                 },
             )
             .await;
+        let stored = match (stored, s.agent_id) {
+            (Ok(stored), Some(agent)) => self
+                .delegate(s, &change, &stored, agent)
+                .await
+                .map(|()| stored),
+            (stored, _) => stored,
+        };
         match stored {
             Ok(stored) => {
                 repo::finish(
@@ -785,6 +836,46 @@ impl Connect {
                 };
                 self.fail(s, info, error, popup).await
             }
+        }
+    }
+
+    /// The user consented to a session that named an agent: delegates the stored grant to it
+    /// (a live delegation from an earlier consent is kept as it is).
+    async fn delegate(
+        &self,
+        s: &SessionRecord,
+        change: &Change,
+        stored: &crate::grants::Stored,
+        agent: AgentId,
+    ) -> Result<(), GrantError> {
+        let grant_id = stored
+            .grant
+            .id
+            .parse()
+            .map_err(|_| GrantError::Invalid("the stored grant has no valid id".into()))?;
+        let ttl = s.delegation_ttl_secs.map(std::time::Duration::from_secs);
+        let mut tx = self.store.begin().await?;
+        match crate::delegations::create_in(
+            &mut tx,
+            s.app_id,
+            grant_id,
+            agent,
+            DelegationOrigin::Consent,
+            ttl,
+            change,
+        )
+        .await
+        {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(())
+            }
+            Err(DelegationError::Duplicate { .. }) => Ok(()),
+            Err(DelegationError::AuditUnavailable(e)) => Err(GrantError::AuditUnavailable(e)),
+            Err(DelegationError::Store(e)) => Err(GrantError::Store(e)),
+            Err(e) => Err(GrantError::Invalid(format!(
+                "the delegation was not stored: {e}"
+            ))),
         }
     }
 
@@ -910,6 +1001,7 @@ fn to_wire(s: &SessionRecord, now: Timestamp) -> ConnectSession {
         status,
         connect_url: None,
         grant_id: s.grant_id.clone(),
+        agent_id: s.agent_id.map(|a| a.to_string()),
         error,
         created_at: s.created_at.to_rfc3339(),
         expires_at: s.expires_at.to_rfc3339(),

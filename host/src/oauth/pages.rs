@@ -121,6 +121,19 @@ pub fn consent(c: &Consent, popup: bool) -> Response {
             .collect();
         format!("<p>It will be able to:</p><ul>{items}</ul>")
     };
+    let delegation = match &c.agent_name {
+        Some(agent) => format!(
+            "<p class=\"agent\">The agent <strong>{}</strong> of {} will also be able to use this \
+             connection on your behalf{}. You can withdraw the agent's access on its own, \
+             without disconnecting the account.</p>",
+            escape(agent),
+            escape(&c.app_name),
+            c.delegation_ttl_secs
+                .map(|t| format!(" for {}", escape(&duration_words(t))))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
     let popup_field = if popup {
         "<input type=\"hidden\" name=\"popup\" value=\"1\">"
     } else {
@@ -129,7 +142,7 @@ pub fn consent(c: &Consent, popup: bool) -> Response {
     let body = format!(
         "{logo}<h1>{app} wants to use your {provider} account</h1>\
          <p><strong>{app}</strong> is asking to act on your behalf at <strong>{provider}</strong>. \
-         You will sign in at {provider} and can review the request there.</p>{scopes}\
+         You will sign in at {provider} and can review the request there.</p>{scopes}{delegation}\
          <p class=\"who\">The connection will belong to <code>{principal}</code>. You can revoke it at any time.</p>\
          <form method=\"post\">{popup_field}<div class=\"actions\">\
          <button class=\"primary\" type=\"submit\" name=\"decision\" value=\"allow\" autofocus>Continue to {provider}</button>\
@@ -141,6 +154,18 @@ pub fn consent(c: &Consent, popup: bool) -> Response {
         expires = escape(&c.expires_at.to_rfc3339()),
     );
     page(StatusCode::OK, &title, &body, None)
+}
+
+/// A duration for people: "3 days", "2 hours", "45 minutes", "30 seconds" (the largest whole
+/// unit; anything else in seconds).
+fn duration_words(secs: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => plural(s / 86_400, "day"),
+        s if s >= 3600 && s % 3600 == 0 => plural(s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    }
 }
 
 /// A link or provider answer that cannot be used (unknown, used, expired).
@@ -267,6 +292,8 @@ mod tests {
             logo_url: Some("javascript:alert(1)".into()),
             scopes: vec![("Read your repositories".into(), "repo".into())],
             principal: "user:https://idp.example.com:ada".into(),
+            agent_name: Some("<b>mail-bot</b>".into()),
+            delegation_ttl_secs: Some(7 * 86_400),
             status: ConnectStatus::Pending,
             expires_at: Timestamp::from_unix_millis(1_700_000_000_000),
         };
@@ -284,6 +311,11 @@ mod tests {
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(!html.contains("javascript:"), "only https logos are shown");
         assert!(html.contains("Read your repositories") && html.contains("<code>repo</code>"));
+        assert!(
+            html.contains("The agent <strong>&lt;b&gt;mail-bot&lt;/b&gt;</strong>")
+                && html.contains("for 7 days"),
+            "the consent page names the agent and how long: {html}"
+        );
         assert!(
             html.contains("name=\"popup\" value=\"1\""),
             "popup mode is kept"

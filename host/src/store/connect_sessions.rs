@@ -14,7 +14,7 @@ use std::fmt;
 use tessera_proto::connect::ConnectStatus;
 use tessera_proto::grants::Principal;
 
-use super::{AppId, Db, SessionId, StoreError, Timestamp, on_conn};
+use super::{AgentId, AppId, Db, SessionId, StoreError, Timestamp, on_conn};
 
 /// The associated-data kind a session's flow state is sealed with.
 pub const SEALED_KIND: &str = "connect-session";
@@ -23,7 +23,8 @@ const TABLE: &str = "connect_sessions";
 
 const COLUMNS: &str = "id, app_id, provider, principal_kind, principal_value, scopes, \
                        connection_params, return_url, status, grant_id, error_code, \
-                       error_message, sealed, key_version, created_at, expires_at";
+                       error_message, sealed, key_version, created_at, expires_at, agent_id, \
+                       delegation_ttl_secs";
 
 /// One stored connect session.
 #[derive(Clone, PartialEq, Eq)]
@@ -59,6 +60,10 @@ pub struct SessionRecord {
     pub created_at: Timestamp,
     /// When it stops accepting the end user.
     pub expires_at: Timestamp,
+    /// The agent the user's grant will be delegated to on consent, if the app named one.
+    pub agent_id: Option<AgentId>,
+    /// How long that delegation lasts, in seconds (`None`: until revoked).
+    pub delegation_ttl_secs: Option<u64>,
 }
 
 impl SessionRecord {
@@ -124,7 +129,40 @@ fn parse_status(s: &str) -> Option<ConnectStatus> {
     })
 }
 
-fn from_row(row: Row) -> Result<SessionRecord, StoreError> {
+/// Decodes a row of [`COLUMNS`]: the 16 of [`Row`], then the agent and the delegation TTL.
+macro_rules! decode {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        let base: Row = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get(5)?,
+            row.try_get(6)?,
+            row.try_get(7)?,
+            row.try_get(8)?,
+            row.try_get(9)?,
+            row.try_get(10)?,
+            row.try_get(11)?,
+            row.try_get(12)?,
+            row.try_get(13)?,
+            row.try_get(14)?,
+            row.try_get(15)?,
+        );
+        let agent: Option<String> = row.try_get(16)?;
+        let ttl: Option<i64> = row.try_get(17)?;
+        from_row(base, agent, ttl)
+    }};
+}
+
+fn from_row(
+    row: Row,
+    agent: Option<String>,
+    ttl: Option<i64>,
+) -> Result<SessionRecord, StoreError> {
     let (
         id,
         app_id,
@@ -174,6 +212,8 @@ fn from_row(row: Row) -> Result<SessionRecord, StoreError> {
         key_version,
         created_at: Timestamp::from_unix_millis(created),
         expires_at: Timestamp::from_unix_millis(expires),
+        agent_id: agent.map(|a| AgentId::from_column(TABLE, &a)).transpose()?,
+        delegation_ttl_secs: ttl.map(|t| u64::try_from(t).unwrap_or(0)),
     })
 }
 
@@ -191,7 +231,8 @@ pub async fn insert(
         sqlx::query(
             "INSERT INTO connect_sessions (id, app_id, provider, principal_kind, principal_value, \
              scopes, connection_params, return_url, link_hash, status, created_at, expires_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             updated_at, agent_id, delegation_ttl_secs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(s.id.to_string())
         .bind(s.app_id.to_string())
@@ -206,6 +247,11 @@ pub async fn insert(
         .bind(s.created_at.unix_millis())
         .bind(s.expires_at.unix_millis())
         .bind(s.created_at.unix_millis())
+        .bind(s.agent_id.map(|a| a.to_string()))
+        .bind(
+            s.delegation_ttl_secs
+                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+        )
         .execute(&mut *conn)
         .await
         .map_err(StoreError::conflict_on_unique(|| {
@@ -222,14 +268,17 @@ pub async fn get(
     id: SessionId,
 ) -> Result<Option<SessionRecord>, StoreError> {
     on_conn!(db, |conn| {
-        let row: Option<Row> = sqlx::query_as(&format!(
+        let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM connect_sessions WHERE id = $1 AND app_id = $2"
         ))
         .bind(id.to_string())
         .bind(app_id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
-        row.map(from_row).transpose()
+        match row {
+            Some(row) => Ok(Some(decode!(&row)?)),
+            None => Ok(None),
+        }
     })
 }
 
@@ -239,13 +288,16 @@ pub async fn by_link(
     link_hash: &[u8],
 ) -> Result<Option<SessionRecord>, StoreError> {
     on_conn!(db, |conn| {
-        let row: Option<Row> = sqlx::query_as(&format!(
+        let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM connect_sessions WHERE link_hash = $1"
         ))
         .bind(link_hash)
         .fetch_optional(&mut *conn)
         .await?;
-        row.map(from_row).transpose()
+        match row {
+            Some(row) => Ok(Some(decode!(&row)?)),
+            None => Ok(None),
+        }
     })
 }
 
@@ -255,13 +307,16 @@ pub async fn by_state(
     state_hash: &[u8],
 ) -> Result<Option<SessionRecord>, StoreError> {
     on_conn!(db, |conn| {
-        let row: Option<Row> = sqlx::query_as(&format!(
+        let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM connect_sessions WHERE state_hash = $1"
         ))
         .bind(state_hash)
         .fetch_optional(&mut *conn)
         .await?;
-        row.map(from_row).transpose()
+        match row {
+            Some(row) => Ok(Some(decode!(&row)?)),
+            None => Ok(None),
+        }
     })
 }
 
@@ -385,6 +440,8 @@ mod tests {
             key_version: None,
             created_at: now,
             expires_at: Timestamp::from_unix_millis(now.unix_millis() + ttl_ms),
+            agent_id: None,
+            delegation_ttl_secs: Some(3600),
         }
     }
 

@@ -335,6 +335,9 @@ pub struct Filter {
     pub kind: Option<GrantKind>,
     /// Only grants with an id below this one (the previous page's last id).
     pub before: Option<GrantId>,
+    /// Only grants this agent may reach at this instant: its own (principal `agent:ID`) and
+    /// those with a live delegation to it.
+    pub reachable_by: Option<(super::AgentId, Timestamp)>,
 }
 
 /// Up to `limit` grants of app `app_id` matching `filter`, newest first (ids are UUID v7,
@@ -354,6 +357,10 @@ pub async fn list(
              AND ($5 IS NULL OR status = $5) \
              AND ($6 IS NULL OR kind = $6) \
              AND ($7 IS NULL OR id < $7) \
+             AND ($9 IS NULL OR (principal_kind = 'agent' AND principal_value = $9) \
+                  OR EXISTS (SELECT 1 FROM delegations d WHERE d.grant_id = grants.id \
+                  AND d.app_id = grants.app_id AND d.agent_id = $9 AND d.revoked_at IS NULL \
+                  AND (d.expires_at IS NULL OR d.expires_at > $10))) \
              ORDER BY id DESC LIMIT $8"
         ))
         .bind(app_id.to_string())
@@ -364,6 +371,8 @@ pub async fn list(
         .bind(filter.kind.map(GrantKind::as_str))
         .bind(filter.before.map(|id| id.to_string()))
         .bind(i64::from(limit))
+        .bind(filter.reachable_by.map(|(a, _)| a.to_string()))
+        .bind(filter.reachable_by.map_or(0, |(_, now)| now.unix_millis()))
         .fetch_all(&mut *conn)
         .await?;
         rows.into_iter().map(from_row).collect()
@@ -456,5 +465,82 @@ pub async fn touch_last_used(
             .execute(&mut *conn)
             .await?;
         Ok(())
+    })
+}
+
+/// What [`candidates`] looks for: the grants a call without a `grant_id` may mean.
+#[derive(Clone, Debug, Default)]
+pub struct Candidates<'a> {
+    /// Any of these providers (none: any provider).
+    pub providers: &'a [String],
+    /// Any of these principals (`None`: any principal).
+    pub principals: Option<&'a [Principal]>,
+    /// Only grants with a live delegation to this agent at this instant.
+    pub delegated_to: Option<(super::AgentId, Timestamp)>,
+    /// Only grants with this account label, compared without regard to (ASCII) case.
+    pub account: Option<&'a str>,
+}
+
+/// Up to `limit` live (not revoked) grants of app `app_id` matching `c`, oldest first.
+pub async fn candidates(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    c: &Candidates<'_>,
+    limit: u32,
+) -> Result<Vec<GrantRecord>, StoreError> {
+    use std::fmt::Write as _;
+    let mut sql =
+        format!("SELECT {COLUMNS} FROM grants g WHERE g.app_id = $1 AND g.revoked_at IS NULL");
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if !c.providers.is_empty() {
+        let list: Vec<String> = c.providers.iter().map(|_| next()).collect();
+        let _ = write!(sql, " AND g.provider IN ({})", list.join(", "));
+    }
+    if let Some(principals) = c.principals {
+        if principals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let each: Vec<String> = principals
+            .iter()
+            .map(|_| {
+                let (k, v) = (next(), next());
+                format!("(g.principal_kind = {k} AND g.principal_value = {v})")
+            })
+            .collect();
+        let _ = write!(sql, " AND ({})", each.join(" OR "));
+    }
+    if c.account.is_some() {
+        let _ = write!(sql, " AND lower(g.account_label) = lower({})", next());
+    }
+    if c.delegated_to.is_some() {
+        let (agent, now) = (next(), next());
+        let _ = write!(
+            sql,
+            " AND EXISTS (SELECT 1 FROM delegations d WHERE d.grant_id = g.id \
+             AND d.app_id = g.app_id AND d.agent_id = {agent} AND d.revoked_at IS NULL \
+             AND (d.expires_at IS NULL OR d.expires_at > {now}))"
+        );
+    }
+    let _ = write!(sql, " ORDER BY g.id LIMIT {}", next());
+    on_conn!(db, |conn| {
+        let mut query = sqlx::query_as::<_, Row>(&sql).bind(app_id.to_string());
+        for p in c.providers {
+            query = query.bind(p.as_str());
+        }
+        for p in c.principals.unwrap_or_default() {
+            query = query.bind(p.kind()).bind(p.value());
+        }
+        if let Some(account) = c.account {
+            query = query.bind(account);
+        }
+        if let Some((agent, now)) = c.delegated_to {
+            query = query.bind(agent.to_string()).bind(now.unix_millis());
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&mut *conn).await?;
+        rows.into_iter().map(from_row).collect()
     })
 }

@@ -36,6 +36,7 @@ pub mod audit;
 pub mod connect_sessions;
 pub mod credentials;
 pub mod data_keys;
+pub mod delegations;
 pub mod dialect;
 mod error;
 pub mod grants;
@@ -56,7 +57,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use error::StoreError;
-pub use types::{AgentId, AppId, CredentialId, GrantId, SessionId, Timestamp};
+pub use types::{AgentId, AppId, CredentialId, DelegationId, GrantId, SessionId, Timestamp};
 
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "tessera.db";

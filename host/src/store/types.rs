@@ -155,6 +155,12 @@ uuid_id!(
 );
 
 uuid_id!(
+    /// Identifies a delegation (one agent may use one grant it does not own).
+    DelegationId,
+    "delegation"
+);
+
+uuid_id!(
     /// Identifies a connect session (one end user's way through a provider's authorization).
     SessionId,
     "connect session"

@@ -12,8 +12,9 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 use tessera_proto::agents::{Agent, AgentPage, CreateAgentRequest};
-use tessera_proto::calls::{CALLER_HEADER, CONSTRAINTS_HEADER};
+use tessera_proto::calls::{AGENT_HEADER, CALLER_HEADER, CONSTRAINTS_HEADER};
 use tessera_proto::connect::{ConnectSession, ConnectSessionRequest, ConnectStatus};
+use tessera_proto::delegations::{CreateDelegationRequest, Delegation, DelegationPage};
 use tessera_proto::grants::{Grant, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest};
 use tessera_proto::providers::{ProviderConfigRequest, ProviderConfigView, ProviderSummary};
 use tessera_proto::scopes::Scope;
@@ -53,6 +54,7 @@ pub struct App {
     upstream: reqwest::Client,
     caller: Option<Arc<str>>,
     constraints: Option<Arc<[Scope]>>,
+    agent: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -100,6 +102,7 @@ impl App {
             upstream,
             caller: None,
             constraints: None,
+            agent: None,
         })
     }
 
@@ -111,6 +114,17 @@ impl App {
     pub fn caller(mut self, name: impl Into<String>) -> Self {
         self.caller = Some(Arc::from(name.into()));
         self
+    }
+
+    /// A client of this app key acting as one of the app's agents (by agent id), sent as
+    /// `tessera-agent`: every request is held to exactly what that agent may do (its own and
+    /// delegated grants) and audited as the agent's, naming this key as the one acting. Only
+    /// an app key may; the host answers `invalid_request` for an agent key.
+    #[must_use]
+    pub fn as_agent(&self, agent_id: impl Into<String>) -> Self {
+        let mut acting = self.clone();
+        acting.agent = Some(Arc::from(agent_id.into()));
+        acting
     }
 
     /// A client that may use at most `scopes` of its key's Tessera scopes, sent as
@@ -458,6 +472,88 @@ impl App {
         .await
     }
 
+    /// `POST /v1/delegations` (`agents:write`, app keys only): lets `agent` (id or name) use
+    /// the existing grant `grant_id` for `ttl` (whole seconds) or until revoked, without
+    /// changing the grant. `delegation_conflict` when a live one exists.
+    pub async fn delegate(
+        &self,
+        grant_id: &str,
+        agent: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Delegation, Error> {
+        let body = serde_json::to_vec(&CreateDelegationRequest {
+            grant_id: grant_id.to_owned(),
+            agent: agent.to_owned(),
+            ttl_secs: ttl.map(|t| t.as_secs()),
+        })
+        .map_err(|e| Error::InvalidInput(format!("delegation request: {e}")))?;
+        self.call_json(
+            Method::POST,
+            self.endpoint(&["v1", "delegations"], &[]),
+            body,
+        )
+        .await
+    }
+
+    /// `GET /v1/delegations` (`agents:read`): the app's delegations, newest first, live ones
+    /// unless `include_ended`; optionally of one agent (id or name) or one grant. An agent
+    /// key sees only its own.
+    pub async fn delegations(
+        &self,
+        agent: Option<&str>,
+        grant_id: Option<&str>,
+        include_ended: bool,
+    ) -> Result<Vec<Delegation>, Error> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(agent) = agent {
+            query.push(("agent", agent.to_owned()));
+        }
+        if let Some(grant) = grant_id {
+            query.push(("grant_id", grant.to_owned()));
+        }
+        if include_ended {
+            query.push(("include_ended", "true".to_owned()));
+        }
+        let page: DelegationPage = self
+            .call_json(
+                Method::GET,
+                self.endpoint(&["v1", "delegations"], &query),
+                Vec::new(),
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    /// `GET /v1/delegations/{id}` (`agents:read`): one delegation (an agent key: only its
+    /// own).
+    pub async fn delegation(&self, id: &str) -> Result<Delegation, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "delegations", id], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/delegations/{id}` (`agents:write`): ends a delegation at once, leaving the
+    /// grant alone. An agent key may end its own.
+    pub async fn revoke_delegation(
+        &self,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<Delegation, Error> {
+        let body = serde_json::to_vec(&RevokeRequest {
+            reason: reason.map(str::to_owned),
+        })
+        .map_err(|e| Error::InvalidInput(format!("revoke request: {e}")))?;
+        self.call_json(
+            Method::DELETE,
+            self.endpoint(&["v1", "delegations", id], &[]),
+            body,
+        )
+        .await
+    }
+
     /// `GET /v1/audit` (`audit:read`): audit rows, oldest first; set the filters on the
     /// returned query, then [`AuditQuery::list`]. An agent key sees only the rows where it
     /// acted.
@@ -484,9 +580,9 @@ impl App {
         url
     }
 
-    /// `tessera-constraints` and `tessera-caller`, when set.
+    /// `tessera-constraints`, `tessera-caller` and `tessera-agent`, when set.
     fn attribution_headers(&self) -> Result<Vec<(&'static str, String)>, Error> {
-        let mut headers = Vec::with_capacity(2);
+        let mut headers = Vec::with_capacity(3);
         if let Some(scopes) = &self.constraints {
             headers.push((CONSTRAINTS_HEADER, Scope::join(scopes)));
         }
@@ -504,6 +600,14 @@ impl App {
                 ));
             }
             headers.push((CALLER_HEADER, caller.to_string()));
+        }
+        if let Some(agent) = &self.agent {
+            if agent.is_empty() || !agent.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::InvalidInput(
+                    "the agent id must be printable ASCII without spaces".into(),
+                ));
+            }
+            headers.push((AGENT_HEADER, agent.to_string()));
         }
         Ok(headers)
     }

@@ -79,6 +79,29 @@ impl<M> CallBuilder<M> {
         self
     }
 
+    /// Makes the call on behalf of the end user this JWT (from the app's identity provider)
+    /// names: the host verifies it and uses their grant, or their group's, for the provider.
+    /// Never logged or stored.
+    pub fn user_token(mut self, token: impl Into<String>) -> Self {
+        self.grant.user_token = Some(token.into());
+        self
+    }
+
+    /// The provider, when the URL's host does not say it (the host infers it from the
+    /// providers' declared hosts otherwise).
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.grant.provider = Some(provider.into());
+        self
+    }
+
+    /// Picks among several grants of the provider by account label (the login, email or
+    /// workspace a grant covers); without it, several fitting grants are
+    /// [`Error::AmbiguousGrant`].
+    pub fn account(mut self, account: impl Into<String>) -> Self {
+        self.grant.account = Some(account.into());
+        self
+    }
+
     /// Why this call is made, for the audit log and the user's wallet.
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         self.note.reason = Some(reason.into());

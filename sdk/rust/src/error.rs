@@ -6,7 +6,7 @@
 //! returned: messages name what went wrong, never the secret value.
 
 use reqwest::StatusCode;
-use tessera_proto::calls::codes;
+use tessera_proto::calls::{GrantCandidate, codes};
 use tessera_proto::problem::Problem;
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::SigningError;
@@ -47,6 +47,24 @@ pub enum Error {
     InsufficientScope {
         /// The scopes the call needed and the key lacks.
         missing: Vec<Scope>,
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `ambiguous_grant`: several grants fit a call that named none; pick one by
+    /// `grant_id` or `account` from `candidates`.
+    #[error("several grants fit this call ({}): {detail}", candidates.len())]
+    AmbiguousGrant {
+        /// The grants the call could mean, with their account labels.
+        candidates: Vec<GrantCandidate>,
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `user_token_invalid` or `user_token_expired`: the call's user token was refused
+    /// (`code` says which). An expired token needs a fresh one from the identity provider.
+    #[error("user token refused ({code}): {detail}")]
+    UserToken {
+        /// The stable code.
+        code: String,
         /// The host's explanation.
         detail: String,
     },
@@ -155,6 +173,7 @@ impl Error {
             code,
             detail,
             missing_scopes,
+            candidates,
             ..
         } = problem;
         match code.as_str() {
@@ -167,6 +186,13 @@ impl Error {
                 detail,
             },
             codes::HOST_NOT_ALLOWED => Self::HostNotAllowed { detail },
+            codes::AMBIGUOUS_GRANT => Self::AmbiguousGrant {
+                candidates: candidates.unwrap_or_default(),
+                detail,
+            },
+            codes::USER_TOKEN_INVALID | codes::USER_TOKEN_EXPIRED => {
+                Self::UserToken { code, detail }
+            }
             codes::PROVIDER_UNREACHABLE => Self::ProviderUnreachable { detail },
             codes::COMPONENT_FAILED => Self::ComponentFailed { detail },
             codes::PROVIDER_REJECTED => Self::ProviderRejected { detail },
@@ -205,6 +231,7 @@ impl Error {
                     detail: lenient.detail,
                     code: lenient.code,
                     missing_scopes,
+                    candidates: None,
                 },
             );
         }
@@ -222,6 +249,7 @@ impl Error {
             Self::ScopeReauthRequired { .. } => codes::SCOPE_REAUTH_REQUIRED,
             Self::InsufficientScope { .. } => codes::INSUFFICIENT_SCOPE,
             Self::HostNotAllowed { .. } => codes::HOST_NOT_ALLOWED,
+            Self::AmbiguousGrant { .. } => codes::AMBIGUOUS_GRANT,
             Self::ProviderUnreachable { .. } => codes::PROVIDER_UNREACHABLE,
             Self::ComponentFailed { .. } => codes::COMPONENT_FAILED,
             Self::ProviderRejected { .. } => codes::PROVIDER_REJECTED,
@@ -229,6 +257,7 @@ impl Error {
             Self::InvalidRequest { .. } => codes::INVALID_REQUEST,
             Self::AuditUnavailable { .. } => codes::AUDIT_UNAVAILABLE,
             Self::Unauthorized { code, .. }
+            | Self::UserToken { code, .. }
             | Self::Api { code, .. }
             | Self::ConnectFailed { code, .. } => code,
             Self::Transport(_)
@@ -255,6 +284,8 @@ impl Error {
             | Self::ProviderNotFound { detail }
             | Self::InvalidRequest { detail }
             | Self::AuditUnavailable { detail }
+            | Self::AmbiguousGrant { detail, .. }
+            | Self::UserToken { detail, .. }
             | Self::Unauthorized { detail, .. }
             | Self::Api { detail, .. }
             | Self::ConnectFailed { detail, .. } => Some(detail),

@@ -309,7 +309,7 @@ fn retrieve(body: &[u8]) -> Response {
     }
     match req.grant.grant_id.as_deref() {
         Some("revoked") => return problem(StatusCode::FORBIDDEN, "grant_revoked", None),
-        None => return problem(StatusCode::BAD_REQUEST, "grant_required", None),
+        None => return problem(StatusCode::NOT_FOUND, "grant_not_found", None),
         Some(_) => {}
     }
     let sep = if req.url.contains('?') { '&' } else { '?' };

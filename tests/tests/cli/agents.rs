@@ -43,7 +43,7 @@ fn agent_cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Result<Value> {
 }
 
 /// The problem code of a failed SDK call.
-fn code<T: std::fmt::Debug>(r: Result<T, Error>) -> Result<String> {
+pub(super) fn code<T: std::fmt::Debug>(r: Result<T, Error>) -> Result<String> {
     match r {
         Err(e) => e.code().map(str::to_owned).context("no problem code"),
         Ok(v) => bail!("expected a refusal, got {v:?}"),

@@ -20,15 +20,17 @@ use super::serve::{Host, start_with};
 use super::*;
 
 /// Canary secrets: they must never appear in the database, in any form.
-const KEY_1: &str = "sk_test_CanaryOneQ7x2LmP9vR4tY8wZ3";
-const KEY_2: &str = "sk_test_CanaryTwoK5n8JdS2fH6gB1cV0";
+pub(super) const KEY_1: &str = "sk_test_CanaryOneQ7x2LmP9vR4tY8wZ3";
+pub(super) const KEY_2: &str = "sk_test_CanaryTwoK5n8JdS2fH6gB1cV0";
 /// A canary OAuth client secret (configured for the generic `oauth2` provider).
 const CLIENT_SECRET: &str = "cs_live_CanaryClientQ4w8Er2Ty6Ui0";
 
-/// The stand-in's state: which keys Stripe currently accepts, and what it was sent.
+/// The stand-in's state: which keys Stripe currently accepts, the business name of the
+/// account of a key (`Acme Inc` for a key not listed), and what it was sent.
 #[derive(Clone, Default)]
-struct Stripe {
-    valid: Arc<Mutex<Vec<String>>>,
+pub(super) struct Stripe {
+    pub(super) valid: Arc<Mutex<Vec<String>>>,
+    pub(super) names: Arc<Mutex<BTreeMap<String, String>>>,
     seen: Arc<Mutex<Vec<(String, String)>>>,
 }
 
@@ -72,10 +74,16 @@ type Reply = Result<Json<serde_json::Value>, (StatusCode, Json<serde_json::Value
 
 async fn account(State(s): State<Stripe>, headers: HeaderMap) -> Reply {
     s.check(&headers, "/v1/account")?;
+    let name = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|key| s.names.lock().ok()?.get(key).cloned())
+        .unwrap_or_else(|| "Acme Inc".to_owned());
     Ok(Json(json!({
         "id": "acct_1Canary",
         "email": "billing@acme.example",
-        "business_profile": {"name": "Acme Inc"}
+        "business_profile": {"name": name}
     })))
 }
 
@@ -98,7 +106,7 @@ async fn create_customer(State(s): State<Stripe>, headers: HeaderMap, body: Stri
 }
 
 /// Starts the stand-in on a free port; returns its origin.
-async fn start_stripe(stripe: Stripe) -> Result<String> {
+pub(super) async fn start_stripe(stripe: Stripe) -> Result<String> {
     let app = Router::new()
         .route("/v1/account", get(account))
         .route("/v1/customers", get(customers).post(create_customer))
@@ -111,7 +119,7 @@ async fn start_stripe(stripe: Stripe) -> Result<String> {
     Ok(format!("http://{addr}"))
 }
 
-fn create_key(dir: &Path, env: &[(&str, &str)], app: &str) -> Result<String> {
+pub(super) fn create_key(dir: &Path, env: &[(&str, &str)], app: &str) -> Result<String> {
     let all = Scope::ALL
         .iter()
         .map(|s| s.as_str())
@@ -164,7 +172,7 @@ fn rig(rt: &tokio::runtime::Runtime, dir: &Path, env: &[(&str, &str)]) -> Result
     })
 }
 
-fn stripe_secret(key: &str) -> ManagedSecretRequest {
+pub(super) fn stripe_secret(key: &str) -> ManagedSecretRequest {
     ManagedSecretRequest {
         provider: "stripe".into(),
         principal: None,
@@ -188,7 +196,7 @@ fn oauth2_client(secret: Option<&str>) -> ProviderConfigRequest {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -497,6 +505,39 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
                     .await
                     .map(|_| ()),
             )?;
+            let delegation = rig.a.delegate(&grant.id, &agent.id, None).await?;
+            expect(
+                Scope::AgentsWrite,
+                without(Scope::AgentsWrite)
+                    .delegate(&grant.id, &agent.id, None)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::AgentsRead,
+                without(Scope::AgentsRead)
+                    .delegations(None, None, false)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::AgentsRead,
+                without(Scope::AgentsRead)
+                    .delegation(&delegation.id)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::AgentsWrite,
+                without(Scope::AgentsWrite)
+                    .revoke_delegation(&delegation.id, None)
+                    .await
+                    .map(|_| ()),
+            )?;
+            ensure!(
+                rig.a.delegation(&delegation.id).await?.status == "active",
+                "a refused revocation took effect"
+            );
             // Refused means untouched.
             ensure!(rig.a.provider_config("oauth2").await?.client_id == "billing-client");
             let agents = rig.a.agents().await?.items;

@@ -119,6 +119,8 @@ pub(super) fn session_request(return_url: Option<String>) -> ConnectSessionReque
         allowed_scopes: None,
         return_url,
         connection_params: BTreeMap::new(),
+        agent: None,
+        delegation_ttl_secs: None,
     }
 }
 
@@ -463,5 +465,153 @@ fn an_end_user_connects_through_the_consent_page_and_the_grant_works_in_both_mod
             }
         }
         Ok(())
+    })
+}
+
+/// A connect session that names an agent: the consent page says which agent will be able to
+/// use the connection and for how long, the user's consent creates the delegation (audited as
+/// the user's doing), and the agent can then use the user's grant — named, or found among its
+/// delegations without a grant id. Misuse of the fields is refused up front.
+#[test]
+#[allow(clippy::too_many_lines)] // one story
+fn a_session_naming_an_agent_delegates_the_grant_on_consent() -> Result<()> {
+    on_both_backends(|dir, env| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        init_with_app(dir, env).context("init")?;
+        let key = all_scopes_key(dir, env, "billing")?;
+        let agent = json_of(&tessera_env(
+            dir,
+            env,
+            &["agent", "create", "mail-bot", "--app", "billing", "--json"],
+        )?)?;
+        let agent_id = agent["id"].as_str().context("agent id")?.to_owned();
+        let bot_key = super::delegations::agent_key(dir, env, "billing", "mail-bot")?;
+        let mut envs = env.to_vec();
+        envs.push(("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"));
+        let host = start_with(dir, None, &envs)?;
+        let origin = format!("http://{}", host.addr);
+        let redirect_uri = format!("{origin}/connect/callback");
+        let peer = OidcPeer::start(&json!({
+            "clients": [{
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": [redirect_uri],
+            }],
+            "access_token_ttl": 600,
+        }))?;
+        configure(dir, env, peer.issuer())?;
+        let app = App::new(&key, &origin)?;
+        let bot = App::new(&bot_key, &origin)?;
+        rt.block_on(async {
+            for (change, why) in [
+                (
+                    ConnectSessionRequest {
+                        agent: Some("mail-bot".into()),
+                        principal: Principal::System,
+                        ..session_request(None)
+                    },
+                    "user",
+                ),
+                (
+                    ConnectSessionRequest {
+                        agent: Some("ghost".into()),
+                        ..session_request(None)
+                    },
+                    "no agent",
+                ),
+                (
+                    ConnectSessionRequest {
+                        delegation_ttl_secs: Some(60),
+                        ..session_request(None)
+                    },
+                    "needs an agent",
+                ),
+                (
+                    ConnectSessionRequest {
+                        agent: Some("mail-bot".into()),
+                        delegation_ttl_secs: Some(0),
+                        ..session_request(None)
+                    },
+                    "at least one second",
+                ),
+            ] {
+                let refused = app.create_connect_session(&change).await;
+                ensure!(
+                    matches!(&refused, Err(tessera_sdk::Error::InvalidRequest { detail }) if detail.contains(why)),
+                    "{why}: {refused:?}"
+                );
+            }
+
+            let session = app
+                .create_connect_session(&ConnectSessionRequest {
+                    agent: Some("mail-bot".into()),
+                    delegation_ttl_secs: Some(7 * 86_400),
+                    ..session_request(None)
+                })
+                .await?;
+            ensure!(session.agent_id.as_deref() == Some(agent_id.as_str()), "{session:?}");
+            let link = session.connect_url.clone().context("connect_url")?;
+            let browser = browser()?;
+            let html = browser.get(&link).send().await?.text().await?;
+            ensure!(
+                html.contains("The agent <strong>mail-bot</strong>") && html.contains("for 7 days"),
+                "the consent page names the agent:\n{html}"
+            );
+            let go = browser
+                .post(&link)
+                .form(&[("decision", "allow")])
+                .send()
+                .await?;
+            let callback = authorize(&location(&go)?, "ada", &redirect_uri).await?;
+            ensure!(browser.get(&callback).send().await?.status() == 200);
+            let polled = app.connect_session(&session.id).await?;
+            ensure!(polled.status == ConnectStatus::Completed, "{polled:?}");
+            let grant_id = polled.grant_id.context("grant_id")?;
+
+            let delegations = app.delegations(None, Some(&grant_id), false).await?;
+            ensure!(
+                delegations.len() == 1
+                    && delegations[0].origin == "consent"
+                    && delegations[0].agent_id == agent_id
+                    && delegations[0].expires_at.is_some(),
+                "{delegations:?}"
+            );
+            let rows = app
+                .audit()
+                .grant_id(&grant_id)
+                .action("delegation.create")
+                .list()
+                .await?
+                .items;
+            ensure!(
+                rows.len() == 1 && rows[0].actor_kind == "user",
+                "the user's consent is audited as theirs: {rows:?}"
+            );
+
+            // The agent uses the user's grant: by id, and found among its delegations.
+            let me = format!("{}/me", peer.issuer());
+            let by_id = bot.proxy_request(Method::GET, &me).grant_id(&grant_id).send().await?;
+            ensure!(by_id.status() == 200, "agent by id: {}", by_id.status());
+            let found = bot
+                .request(Method::GET, &me)
+                .provider("oauth2")
+                .authorize()
+                .await?;
+            ensure!(found.grant_id == grant_id, "{found:?}");
+
+            // Ending the delegation leaves the user's grant working for the app.
+            bot.revoke_delegation(&delegations[0].id, Some("done")).await?;
+            let gone = bot.proxy_request(Method::GET, &me).grant_id(&grant_id).send().await;
+            ensure!(
+                matches!(gone, Err(tessera_sdk::Error::GrantNotFound { .. })),
+                "{gone:?}"
+            );
+            let still = app.proxy_request(Method::GET, &me).grant_id(&grant_id).send().await?;
+            ensure!(still.status() == 200, "the grant still works: {}", still.status());
+            Ok(())
+        })
     })
 }

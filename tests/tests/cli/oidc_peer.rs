@@ -321,6 +321,17 @@ pub(super) const REDIRECT_URI: &str = "http://127.0.0.1:9/oauth/callback";
 /// Discovery, an authorization request with PKCE S256 and `offline_access`, login and
 /// consent as `ada`, and the code exchange. Returns the token endpoint and its answer.
 pub(super) async fn connect(peer: &OidcPeer, http: &reqwest::Client) -> Result<(String, Value)> {
+    connect_as(peer, http, "ada", "openid offline_access email").await
+}
+
+/// [`connect`] as `login` (the `sub` of the tokens), asking for `scope` (`profile` puts the
+/// peer's `groups` claim in the ID token).
+pub(super) async fn connect_as(
+    peer: &OidcPeer,
+    http: &reqwest::Client,
+    login: &str,
+    scope: &str,
+) -> Result<(String, Value)> {
     // RFC 7636 appendix B: the server must check this pair with S256.
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -348,7 +359,7 @@ pub(super) async fn connect(peer: &OidcPeer, http: &reqwest::Client) -> Result<(
             ("response_type", "code"),
             ("client_id", CLIENT.0),
             ("redirect_uri", REDIRECT_URI),
-            ("scope", "openid offline_access email"),
+            ("scope", scope),
             ("state", STATE),
             ("code_challenge", CHALLENGE),
             ("code_challenge_method", "S256"),
@@ -357,7 +368,7 @@ pub(super) async fn connect(peer: &OidcPeer, http: &reqwest::Client) -> Result<(
         ],
     )?;
 
-    let callback = Url::parse(&authorize(url.as_str(), "ada", REDIRECT_URI).await?)?;
+    let callback = Url::parse(&authorize(url.as_str(), login, REDIRECT_URI).await?)?;
     let param = |name: &str| {
         callback
             .query_pairs()

@@ -371,6 +371,7 @@ fn retrieve_body(grant_id: &str) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&RetrieveRequest {
         grant: GrantSelector {
             grant_id: Some(grant_id.to_owned()),
+            ..GrantSelector::default()
         },
         method: "GET".into(),
         url: STRIPE_URL.into(),
