@@ -32,6 +32,8 @@ use crate::identity::{IdentityError, Verifier};
 use crate::oauth::refresh::{Reason, Refresher};
 use crate::plugin::PluginError;
 use crate::plugin::types::{Classification, HttpRequest, ProviderError};
+use crate::policy::{self, CallAction, Facts, Policies, Verdict};
+use crate::store::grants::GrantRecord;
 use crate::store::{AgentId, Timestamp};
 use tessera_proto::grants::GrantKind;
 
@@ -54,6 +56,18 @@ pub struct CallContext {
     /// Whether an app key acts as `owner.agent_id` (audited as the agent's call with the app
     /// key named in `impersonated_by`).
     pub impersonating: bool,
+    /// The calling client's address (policy rules may restrict it).
+    pub client_ip: std::net::IpAddr,
+}
+
+/// What a call asks for, as both modes describe it.
+struct Ask<'a> {
+    action: CallAction,
+    selector: &'a GrantSelector,
+    method: &'a str,
+    url: &'a str,
+    headers: &'a [(String, String)],
+    note: &'a CallNote,
 }
 
 impl CallContext {
@@ -147,6 +161,27 @@ pub enum CallError {
     /// No grant fits a call that named none.
     #[error("{0}")]
     NoGrant(String),
+    /// A policy rule refused the call.
+    #[error("{why}")]
+    PolicyDenied {
+        /// The deciding rule's name.
+        rule: String,
+        /// Why, for people.
+        why: String,
+    },
+    /// A rate-limit rule refused the call: too many in its window.
+    #[error("{why}")]
+    RateLimited {
+        /// The rule's name.
+        rule: String,
+        /// Why, for people.
+        why: String,
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
+    /// The app's policy rules could not be read: the call is refused (fail closed).
+    #[error("the app's policy rules could not be read, so the call was refused")]
+    PolicyUnavailable,
 }
 
 impl CallError {
@@ -185,6 +220,9 @@ impl CallError {
             CallError::IdpNotConfigured => codes::IDP_NOT_CONFIGURED,
             CallError::AmbiguousGrant { .. } => codes::AMBIGUOUS_GRANT,
             CallError::NoGrant(_) => codes::GRANT_NOT_FOUND,
+            CallError::PolicyDenied { .. } => codes::POLICY_DENIED,
+            CallError::RateLimited { .. } => codes::RATE_LIMITED,
+            CallError::PolicyUnavailable => codes::POLICY_UNAVAILABLE,
         }
     }
 
@@ -201,14 +239,15 @@ pub fn status_for_code(code: &str) -> u16 {
         codes::GRANT_REVOKED => 410,
         codes::GRANT_REAUTH_REQUIRED | codes::AMBIGUOUS_GRANT | "grant_conflict" => 409,
         codes::USER_TOKEN_INVALID | codes::USER_TOKEN_EXPIRED => 401,
-        codes::SCOPE_REAUTH_REQUIRED => 403,
+        codes::SCOPE_REAUTH_REQUIRED | codes::POLICY_DENIED => 403,
+        codes::RATE_LIMITED => 429,
         codes::INVALID_REQUEST | codes::HOST_NOT_ALLOWED | codes::IDP_NOT_CONFIGURED => 400,
         codes::PROVIDER_REJECTED => 422,
         codes::PROVIDER_UNREACHABLE
         | codes::COMPONENT_FAILED
         | codes::RESPONSE_TOO_LARGE
         | codes::REFRESH_FAILED => 502,
-        codes::AUDIT_UNAVAILABLE | codes::IDP_UNAVAILABLE => 503,
+        codes::AUDIT_UNAVAILABLE | codes::IDP_UNAVAILABLE | codes::POLICY_UNAVAILABLE => 503,
         _ => 500,
     }
 }
@@ -263,6 +302,7 @@ pub struct Calls {
     audit: AuditLog,
     refresher: Refresher,
     verifier: Verifier,
+    policies: Policies,
 }
 
 /// What one call's audit row says about the request (filled as the call proceeds).
@@ -318,9 +358,9 @@ impl Trail {
         }
     }
 
-    fn resolved(&mut self, r: &Resolved) {
-        self.provider = Some(r.grant.provider.clone());
-        self.principal = Some(r.grant.principal.to_string());
+    fn found(&mut self, g: &GrantRecord) {
+        self.provider = Some(g.provider.clone());
+        self.principal = Some(g.principal.to_string());
     }
 }
 
@@ -330,12 +370,20 @@ impl Calls {
         let timeout = grants.egress().timeout();
         let refresher = Refresher::new(grants.clone(), grants.configs().clone(), timeout);
         let verifier = Verifier::new(grants.egress().clone());
+        let policies = Policies::new(grants.store().clone());
         Self {
             grants,
             audit,
             refresher,
             verifier,
+            policies,
         }
+    }
+
+    /// The app's policy rules (shared with the API, so a change made through it takes effect
+    /// on this instance at once).
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The same service, verifying user tokens with `verifier` (its key cache and refetch
@@ -414,7 +462,9 @@ impl Calls {
             | codes::AMBIGUOUS_GRANT
             | codes::USER_TOKEN_INVALID
             | codes::USER_TOKEN_EXPIRED
-            | codes::IDP_NOT_CONFIGURED => Outcome::Denied,
+            | codes::IDP_NOT_CONFIGURED
+            | codes::POLICY_DENIED
+            | codes::RATE_LIMITED => Outcome::Denied,
             _ => Outcome::Error,
         };
         let extra = json!({ "error": e.code() });
@@ -470,10 +520,14 @@ impl Calls {
         let (method, resolved) = self
             .admit(
                 cx,
-                &request.grant,
-                &request.method,
-                &request.url,
-                &request.headers,
+                Ask {
+                    action: CallAction::Retrieve,
+                    selector: &request.grant,
+                    method: &request.method,
+                    url: &request.url,
+                    headers: &request.headers,
+                    note: &request.note,
+                },
                 trail,
             )
             .await?;
@@ -508,43 +562,122 @@ impl Calls {
     async fn admit(
         &self,
         cx: &CallContext,
-        grant: &GrantSelector,
-        method: &str,
-        url: &str,
-        headers: &[(String, String)],
+        ask: Ask<'_>,
         trail: &mut Trail,
     ) -> Result<(String, Resolved), CallError> {
-        let method = check_method(method)?;
-        check_headers(headers)?;
-        let picked = self.pick(cx, grant, url).await?;
+        let method = check_method(ask.method)?;
+        check_headers(ask.headers)?;
+        let picked = self.pick(cx, ask.selector, ask.url).await?;
         trail.picked(&picked);
-        let resolved = self.grants.resolve(cx.owner, &picked.grant_id).await?;
-        trail.resolved(&resolved);
+        let found = self.grants.find_usable(cx.owner, &picked.grant_id).await?;
+        trail.found(&found.grant);
         if let Some(user) = &picked.user
-            && !resolve::belongs_to(&resolved.grant.principal, user)
+            && !resolve::belongs_to(&found.grant.principal, user)
         {
             return Err(GrantError::NotFound {
                 id: picked.grant_id.clone(),
             }
             .into());
         }
-        if let Some(provider) = &grant.provider
-            && *provider != resolved.grant.provider
+        if let Some(provider) = &ask.selector.provider
+            && *provider != found.grant.provider
         {
             return Err(CallError::Invalid(format!(
                 "grant {} is a {} grant, not {provider}",
-                picked.grant_id, resolved.grant.provider
+                picked.grant_id, found.grant.provider
             )));
         }
+        self.police(cx, &ask, &picked, &found.grant, &method, trail)
+            .await?;
+        let resolved = self.grants.open_found(found).await?;
         let resolved = self
             .refresher
             .ensure_fresh(resolved, Reason::Expiring)
             .await?;
         self.grants
             .egress()
-            .check_url(url, &resolved.plugin.info().allowed_hosts, &resolved.params)
+            .check_url(
+                ask.url,
+                &resolved.plugin.info().allowed_hosts,
+                &resolved.params,
+            )
             .map_err(|e| from_egress(&resolved.grant.provider, e))?;
         Ok((method, resolved))
+    }
+
+    /// Puts the call to the app's policy rules (before any credential is opened); records
+    /// the decision in the audit trail either way.
+    async fn police(
+        &self,
+        cx: &CallContext,
+        ask: &Ask<'_>,
+        picked: &resolve::Picked,
+        grant: &GrantRecord,
+        method: &str,
+        trail: &mut Trail,
+    ) -> Result<(), CallError> {
+        let groups: &[String] = picked.user.as_ref().map_or(&[], |u| u.groups.as_slice());
+        let actor = match (cx.owner.agent_id, &picked.user) {
+            (Some(agent), _) => policy::Actor::Agent(agent),
+            (None, Some(user)) => policy::Actor::User {
+                issuer: user.issuer.clone(),
+                subject: user.subject.clone(),
+            },
+            (None, None) => policy::Actor::System(cx.owner.app_id),
+        };
+        let facts = Facts {
+            action: ask.action,
+            actor,
+            agent: cx.owner.agent_id,
+            groups,
+            grant,
+            method,
+            url: ask.url,
+            client_ip: cx.client_ip,
+            caller: cx.caller.as_deref(),
+            reason: ask.note.reason.as_deref(),
+            tags: &ask.note.context,
+            now: Timestamp::now(),
+        };
+        let verdict = self
+            .policies
+            .decide(cx.owner.app_id, &facts)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "the app's policy rules could not be read; call refused");
+                CallError::PolicyUnavailable
+            })?;
+        match verdict {
+            Verdict::Allow { rules } => {
+                trail.detail.insert(
+                    "policy".into(),
+                    json!({ "decision": "allow", "rules": rules }),
+                );
+                Ok(())
+            }
+            Verdict::Deny {
+                rule_id,
+                rule_name,
+                why,
+                retry_after,
+            } => {
+                trail.detail.insert(
+                    "policy".into(),
+                    json!({ "decision": "deny", "rule_id": rule_id, "rule": rule_name }),
+                );
+                Err(match retry_after {
+                    Some(retry_after) => CallError::RateLimited {
+                        rule: rule_name,
+                        why,
+                        retry_after,
+                    },
+                    None => CallError::PolicyDenied {
+                        rule: rule_name,
+                        why,
+                    },
+                })
+            }
+        }
     }
 
     async fn sign(
@@ -656,10 +789,14 @@ impl Calls {
         let (method, resolved) = self
             .admit(
                 cx,
-                &request.grant,
-                &request.method,
-                &request.url,
-                &request.headers,
+                Ask {
+                    action: CallAction::Proxy,
+                    selector: &request.grant,
+                    method: &request.method,
+                    url: &request.url,
+                    headers: &request.headers,
+                    note: &request.note,
+                },
                 trail,
             )
             .await?;

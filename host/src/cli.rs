@@ -28,6 +28,7 @@ mod agents;
 mod audit;
 mod grants;
 mod idp;
+mod policy;
 mod providers;
 
 pub use audit::{AuditCommand, ExportFormat};
@@ -86,6 +87,10 @@ pub enum Command {
     /// remove.
     #[command(subcommand)]
     Idp(idp::IdpCommand),
+    /// Policy rules of an app (time windows, IP allow-lists, groups, denied methods, custom
+    /// Cedar `forbid` policies): create, list, get, update, delete.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Managed secrets: store or rotate a provider secret for an app.
     #[command(subcommand)]
     Secret(grants::SecretCommand),
@@ -226,6 +231,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             | Command::Key(_)
             | Command::Agent(_)
             | Command::Idp(_)
+            | Command::Policy(_)
             | Command::Keys(_)
             | Command::Secret(_)
             | Command::Grant(_)
@@ -249,6 +255,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Key(cmd) => with_apps(&config, |apps| key(apps, cmd, args.json)),
         Command::Agent(cmd) => with_apps(&config, |apps| agents::run(apps, cmd, args.json)),
         Command::Idp(cmd) => with_apps(&config, |apps| idp::run(apps, cmd, args.json)),
+        Command::Policy(cmd) => with_apps(&config, |apps| policy::run(apps, cmd, args.json)),
         Command::Secret(cmd) => {
             let registry = registry(&config, false)?;
             with_apps(&config, |apps| {

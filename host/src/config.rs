@@ -2,10 +2,11 @@
 //! environment variables, validated, then passed down by reference. There are no globals:
 //! nothing else in the host reads the environment.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// Why a configuration could not be used.
@@ -59,6 +60,13 @@ pub struct Config {
     /// load balancer. Default: `http://` + the address actually bound. Also
     /// `TESSERA_PUBLIC_URL`.
     pub public_url: Option<String>,
+    /// The reverse proxies whose `X-Forwarded-For` header is believed: IPv4 or IPv6 addresses
+    /// and CIDR ranges (`10.0.0.0/8`, `::1`, `2001:db8::/32`). A signed request's client
+    /// address (what IP allow-lists check) is its TCP peer, unless that peer is in this list:
+    /// then it is the rightmost `X-Forwarded-For` address that is not. Default: empty, so no
+    /// forwarding header is ever believed. Also `TESSERA_TRUSTED_PROXIES` (comma-separated).
+    #[serde(deserialize_with = "trusted_proxies_from_toml")]
+    pub trusted_proxies: Vec<IpNet>,
     /// Log output format.
     pub log_format: LogFormat,
     /// Sandbox limits for provider components.
@@ -156,6 +164,7 @@ impl Default for Config {
             allow_builtin_override: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
+            trusted_proxies: Vec::new(),
             log_format: LogFormat::Pretty,
             plugins: PluginLimits::default(),
             egress: EgressConfig::default(),
@@ -268,6 +277,9 @@ impl Config {
         }
         if let Some(v) = env("TESSERA_PUBLIC_URL").filter(|v| !v.is_empty()) {
             config.public_url = Some(v);
+        }
+        if let Some(v) = env("TESSERA_TRUSTED_PROXIES").filter(|v| !v.trim().is_empty()) {
+            config.trusted_proxies = trusted_proxies_from_env(&v)?;
         }
         if let Some(v) = env("TESSERA_LOG_FORMAT") {
             config.log_format = match v.as_str() {
@@ -392,6 +404,49 @@ fn apply_call_env(
     Ok(())
 }
 
+/// One `trusted_proxies` entry: a CIDR range (host bits cleared: `10.1.2.3/8` is
+/// `10.0.0.0/8`) or a single address (an IPv4-mapped IPv6 address counts as the IPv4 one,
+/// as peer addresses do).
+pub fn parse_trusted_proxy(entry: &str) -> Result<IpNet, String> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpNet>()
+        .map(|net| net.trunc())
+        .or_else(|_| entry.parse::<IpAddr>().map(|ip| IpNet::from(ip.to_canonical())))
+        .map_err(|_| {
+            format!(
+                "{entry:?} is not an IP address or CIDR range (such as 10.0.0.0/8, ::1 or 2001:db8::/32)"
+            )
+        })
+}
+
+/// `trusted_proxies` from the file: a list of strings, each checked by
+/// [`parse_trusted_proxy`], so a bad entry fails the load naming it.
+fn trusted_proxies_from_toml<'de, D>(deserializer: D) -> Result<Vec<IpNet>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let entries = Vec::<String>::deserialize(deserializer)?;
+    entries
+        .iter()
+        .map(|e| parse_trusted_proxy(e))
+        .collect::<Result<_, _>>()
+        .map_err(|message| serde::de::Error::custom(format!("trusted_proxies: {message}")))
+}
+
+/// `TESSERA_TRUSTED_PROXIES`: comma-separated entries (empty items ignored).
+fn trusted_proxies_from_env(value: &str) -> Result<Vec<IpNet>, ConfigError> {
+    value
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(parse_trusted_proxy)
+        .collect::<Result<_, _>>()
+        .map_err(|message| ConfigError::Env {
+            name: "TESSERA_TRUSTED_PROXIES",
+            message,
+        })
+}
+
 /// Checks that `url` is a bare `http`/`https` origin and returns it without a trailing slash.
 fn public_origin(url: &str) -> Result<String, ConfigError> {
     let invalid = |why: &str| {
@@ -498,6 +553,75 @@ mod tests {
             .unwrap_or_default();
             assert!(err.contains("public_url"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_take_addresses_and_ranges() {
+        let config = Config::load_from(None, &Overrides::default(), |_| None).unwrap();
+        assert!(config.trusted_proxies.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "trusted_proxies = [\"10.1.2.3/8\", \"::1\", \"2001:db8::/32\", \"::ffff:192.0.2.7\"]\n",
+        )
+        .unwrap();
+        let config = Config::load_from(Some(&file), &Overrides::default(), |_| None).unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            ["10.0.0.0/8", "::1/128", "2001:db8::/32", "192.0.2.7/32"]
+        );
+
+        // The environment replaces the file's list.
+        let config = Config::load_from(Some(&file), &Overrides::default(), |name| {
+            (name == "TESSERA_TRUSTED_PROXIES").then(|| " 172.16.0.0/12 , ,fd00::1 ".to_owned())
+        })
+        .unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["172.16.0.0/12", "fd00::1/128"]);
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_named() {
+        for bad in [
+            "10.0.0.0/33",
+            "proxy.internal",
+            "10.0.0",
+            "::1/129",
+            "10.0.0.1:80",
+        ] {
+            let err = Config::load_from(None, &Overrides::default(), |name| {
+                (name == "TESSERA_TRUSTED_PROXIES").then(|| format!("10.0.0.1,{bad}"))
+            })
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(
+                err.contains("TESSERA_TRUSTED_PROXIES") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "trusted_proxies = [\"10.0.0.1\", \"10.0.0.0/40\"]\n").unwrap();
+        let err = Config::load_from(Some(&file), &Overrides::default(), |_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("10.0.0.0/40"),
+            "{err}"
+        );
     }
 
     #[test]

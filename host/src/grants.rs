@@ -304,6 +304,24 @@ pub struct Resolved {
     pub revision: i64,
 }
 
+/// A grant checked for use, its credential still sealed ([`Grants::find_usable`]).
+pub struct Found {
+    /// The grant.
+    pub grant: GrantRecord,
+    /// The provider's component.
+    pub plugin: Arc<Plugin>,
+    /// The sealed credential.
+    record: CredentialRecord,
+}
+
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found")
+            .field("grant", &self.grant.id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for Resolved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resolved")
@@ -964,6 +982,14 @@ impl Grants {
     /// Resolves grant `id` for a call by `owner`: it must exist in the owner's app, be
     /// usable by the owner, and be active; its credential is opened.
     pub async fn resolve(&self, owner: Owner, id: &str) -> Result<Resolved, GrantError> {
+        let found = self.find_usable(owner, id).await?;
+        self.open_found(found).await
+    }
+
+    /// The first half of [`Grants::resolve`]: grant `id` and its sealed credential, checked
+    /// (visible to `owner`, live, its provider loaded) but not opened, so that policy can
+    /// decide before any secret is decrypted.
+    pub async fn find_usable(&self, owner: Owner, id: &str) -> Result<Found, GrantError> {
         let gid = parse_grant_id(id)?;
         let (grant, record) = self
             .reads
@@ -985,6 +1011,20 @@ impl Grants {
         let record = record
             .filter(|c| !c.is_wiped())
             .ok_or_else(|| GrantError::Revoked { id: id.to_owned() })?;
+        Ok(Found {
+            grant,
+            plugin,
+            record,
+        })
+    }
+
+    /// The second half of [`Grants::resolve`]: opens the credential of a found grant.
+    pub async fn open_found(&self, found: Found) -> Result<Resolved, GrantError> {
+        let Found {
+            grant,
+            plugin,
+            record,
+        } = found;
         let credential = self.open(&record).await?;
         let params = credential.metadata.clone();
         Ok(Resolved {

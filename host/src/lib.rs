@@ -25,6 +25,7 @@ pub mod keys;
 pub mod metrics;
 pub mod oauth;
 pub mod plugin;
+pub mod policy;
 pub mod scaffold;
 pub mod server;
 pub mod setup;

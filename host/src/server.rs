@@ -4,6 +4,7 @@
 //!
 //! Handlers are thin; this module holds no provider logic and never sees a secret.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
@@ -83,6 +84,7 @@ pub async fn serve(
     tracing::info!(%addr, providers, "listening");
     let origin = config.public_origin(addr);
     tracing::info!(%origin, "request signatures are checked against this origin");
+    log_trusted_proxies(&config);
     let egress = Egress::new(&config.egress)?;
     let audit = AuditLog::start(apps.store().clone());
     metrics.watch_audit(audit.clone());
@@ -96,7 +98,7 @@ pub async fn serve(
     tokio::spawn(purge_nonces(apps.nonce_store()));
     let calls = Calls::new(grants, audit.clone())
         .with_refresh_skew(std::time::Duration::from_secs(config.refresh_skew_secs));
-    let api = ApiState::new(apps, calls, &origin);
+    let api = ApiState::new(apps, calls, &origin).with_trusted_proxies(&config.trusted_proxies);
     let app = router(AppState {
         config,
         registry,
@@ -104,14 +106,35 @@ pub async fn serve(
         metrics,
     });
     // Graceful: stop accepting, let in-flight requests finish (their audit rows included),
-    // then flush whatever the audit writer still holds.
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    // then flush whatever the audit writer still holds. The connection info carries each
+    // request's peer address to `api::Caller` (the client address policy rules check).
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     audit.shutdown().await;
     tracing::info!("audit log flushed; stopped");
     served?;
     Ok(())
+}
+
+/// Says whose `X-Forwarded-For` is believed, and warns when that is everyone: with a `/0`
+/// range any client can choose the address IP rules see.
+fn log_trusted_proxies(config: &Config) {
+    let trusted = &config.trusted_proxies;
+    if trusted.is_empty() {
+        tracing::info!("no trusted proxies: X-Forwarded-For is ignored");
+        return;
+    }
+    let list: Vec<String> = trusted.iter().map(ToString::to_string).collect();
+    tracing::info!(trusted_proxies = %list.join(","), "X-Forwarded-For is believed from these peers");
+    if trusted.iter().any(|net| net.prefix_len() == 0) {
+        tracing::warn!(
+            "trusted_proxies holds a /0 range: every peer may set the client address; list only your proxies"
+        );
+    }
 }
 
 /// How often expired nonces are deleted.

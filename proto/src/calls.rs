@@ -236,4 +236,11 @@ pub mod codes {
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
     /// The key lacks Tessera scopes.
     pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
+    /// One of the app's policy rules refused the call; the problem's `rule` names it.
+    pub const POLICY_DENIED: &str = "policy_denied";
+    /// A rate-limit policy rule refused the call (`429`, with `Retry-After`); the problem's
+    /// `rule` names it.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// The app's policy rules could not be read, so the call was refused (fail closed).
+    pub const POLICY_UNAVAILABLE: &str = "policy_unavailable";
 }

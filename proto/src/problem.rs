@@ -37,6 +37,9 @@ pub struct Problem {
     /// For `ambiguous_grant`: the grants the call could have meant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidates: Option<Vec<crate::calls::GrantCandidate>>,
+    /// For `policy_denied`: the name of the policy rule that refused the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 #[cfg(test)]
@@ -53,6 +56,7 @@ mod tests {
             code: "signature_missing".into(),
             missing_scopes: None,
             candidates: None,
+            rule: None,
         };
         let json = serde_json::to_value(&p).unwrap_or_default();
         assert_eq!(json["type"], "about:blank");

@@ -47,11 +47,17 @@ pub enum Scope {
     /// Read the audit log.
     #[serde(rename = "audit:read")]
     AuditRead,
+    /// List and read the app's policy rules and the policy schema.
+    #[serde(rename = "policies:read")]
+    PoliciesRead,
+    /// Create, change and delete the app's policy rules. Administrative.
+    #[serde(rename = "policies:write")]
+    PoliciesWrite,
 }
 
 impl Scope {
     /// Every scope, in catalog order (the order listings and error messages use).
-    pub const ALL: [Scope; 11] = [
+    pub const ALL: [Scope; 13] = [
         Scope::TokensRetrieve,
         Scope::ProxyExecute,
         Scope::GrantsRead,
@@ -63,6 +69,8 @@ impl Scope {
         Scope::ApprovalsRead,
         Scope::ApprovalsWrite,
         Scope::AuditRead,
+        Scope::PoliciesRead,
+        Scope::PoliciesWrite,
     ];
 
     /// The wire name, e.g. `tokens:retrieve`.
@@ -79,6 +87,8 @@ impl Scope {
             Scope::ApprovalsRead => "approvals:read",
             Scope::ApprovalsWrite => "approvals:write",
             Scope::AuditRead => "audit:read",
+            Scope::PoliciesRead => "policies:read",
+            Scope::PoliciesWrite => "policies:write",
         }
     }
 

@@ -371,6 +371,16 @@ mod resolution;
 #[path = "cli/delegations.rs"]
 mod delegations;
 
+/// `tessera policy rules …`: one rule of each kind through its life, bad input refused with
+/// the reason, every change audited (tests/cli/policy_cli.rs).
+#[path = "cli/policy_cli.rs"]
+mod policy_cli;
+
+/// Policy rules decided on real calls: the documented examples, audit, trusted proxies
+/// (tests/cli/policy.rs).
+#[path = "cli/policy.rs"]
+mod policy;
+
 mod init {
     use super::*;
 

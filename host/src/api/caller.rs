@@ -1,15 +1,20 @@
 //! [`Caller`]: the extractor that authenticates an API request. It reads the body (at most
 //! [`MAX_BODY_BYTES`]), rebuilds the target URI from the configured public origin, verifies
 //! the signature with the database key resolver and nonce store, records the key's use, and
-//! hands the handler who signed plus the verified body.
+//! hands the handler who signed plus the verified body and the client's address
+//! ([`client_ip`]).
 //!
-//! Must never: build the target URI from `Host` or `X-Forwarded-*` headers, hand a handler
-//! a request whose signature did not verify, or log the signature headers.
+//! Must never: build the target URI from `Host` or `X-Forwarded-*` headers, believe
+//! `X-Forwarded-For` from a peer that is not a configured trusted proxy, hand a handler a
+//! request whose signature did not verify, or log the signature headers.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::header;
+use axum::extract::{ConnectInfo, FromRef, FromRequest, Request};
+use axum::http::{HeaderMap, header, request};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use ipnet::IpNet;
 use tessera_proto::calls::{AGENT_HEADER, CALLER_HEADER, CONSTRAINTS_HEADER};
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::KeyKind;
@@ -37,6 +42,12 @@ pub struct Caller {
     /// Whether an app key acts as one of its agents (`tessera-agent`): `principal.agent_id`
     /// is then that agent, and `principal.key_id` still the app key.
     pub impersonating: bool,
+    /// The address of the client that sent the request (see [`client_ip`]): the TCP peer, or
+    /// — when the peer is a configured trusted proxy — the rightmost untrusted
+    /// `X-Forwarded-For` address. `0.0.0.0` (unspecified) when the connection's address is
+    /// unknown, which only happens when a router is called without
+    /// `into_make_service_with_connect_info` (unit tests); `tessera serve` always has it.
+    pub client_ip: IpAddr,
 }
 
 impl Caller {
@@ -123,8 +134,78 @@ where
             body,
             caller,
             impersonating,
+            client_ip: request_client_ip(&parts, &api.trusted_proxies),
         })
     }
+}
+
+/// The header trusted proxies append the address they received a request from to.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// The address of the client that made a request whose TCP peer is `peer`.
+///
+/// `peer` itself, unless it is within `trusted` (the configured reverse proxies). Then the
+/// `X-Forwarded-For` entries (every occurrence of the header, in order, comma-separated) are
+/// walked from the right — each trusted proxy appends the address it received the request
+/// from, so the right end is the part trusted proxies wrote and the left end is whatever the
+/// client sent — skipping addresses that are themselves trusted proxies; the first that is
+/// not is the client. If every entry is a trusted address, the leftmost is the client (a
+/// client inside the proxies' own network). If the header is missing, or the walk reaches an
+/// entry that is not an address (`unknown`, a host name, non-ASCII bytes), the peer is the
+/// answer: nothing left of a bad entry can be attributed to a trusted proxy.
+///
+/// Entries may carry a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`) or IPv6 brackets; empty
+/// list items are ignored. IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`, what a dual-stack
+/// listener reports for an IPv4 peer) are compared and returned as IPv4. The RFC 7239
+/// `Forwarded` header is not read: believing it as well would let a client spoof its address
+/// through whichever of the two headers the operator's proxy passes on unchanged.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let mut leftmost = None;
+    for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        for hop in text.rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
+            let Some(ip) = parse_hop(hop) else {
+                return peer;
+            };
+            if !is_trusted(ip, trusted) {
+                return ip;
+            }
+            leftmost = Some(ip);
+        }
+    }
+    leftmost.unwrap_or(peer)
+}
+
+/// [`client_ip`] of a request, with the peer from the connection info `tessera serve`
+/// attaches; unspecified (and no header believed) when there is none.
+fn request_client_ip(parts: &request::Parts, trusted: &[IpNet]) -> IpAddr {
+    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => client_ip(peer.ip(), &parts.headers, trusted),
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// One `X-Forwarded-For` entry: an address, optionally with a port or IPv6 brackets.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let ip = hop
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            let inner = hop.strip_prefix('[')?.strip_suffix(']')?;
+            inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+        })?;
+    Some(ip.to_canonical())
 }
 
 /// The agent an app key asks to act as (`tessera-agent`): an enabled agent of its own app.
@@ -201,7 +282,147 @@ mod tests {
             body: Bytes::new(),
             caller: None,
             impersonating: false,
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter()
+            .map(|n| crate::config::parse_trusted_proxy(n).unwrap())
+            .collect()
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(X_FORWARDED_FOR, v.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let spoofed = xff(&["10.0.0.1, 198.51.100.9"]);
+        assert_eq!(
+            client_ip(ip("203.0.113.5"), &spoofed, &nets(&["10.0.0.0/8"])),
+            ip("203.0.113.5")
+        );
+        // With no trusted proxy configured (the default), even a loopback peer is not one.
+        assert_eq!(client_ip(ip("127.0.0.1"), &spoofed, &[]), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn a_trusted_peer_yields_the_rightmost_untrusted_address() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        // The client prepended a fake address; the proxy appended the real one.
+        let headers = xff(&["1.2.3.4, 203.0.113.5"]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn a_chain_of_trusted_proxies_is_skipped_across_header_lines() {
+        let trusted = nets(&["10.0.0.0/8", "192.168.1.1", "2001:db8:ffff::/48"]);
+        // Two header lines form one list, in order: 1.2.3.4, 203.0.113.5, 192.168.1.1,
+        // 2001:db8:ffff::2, 10.9.9.9.
+        let headers = xff(&[
+            "1.2.3.4,203.0.113.5",
+            " 192.168.1.1 , 2001:db8:ffff::2,,10.9.9.9",
+        ]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            ip("203.0.113.5")
+        );
+        // Every entry trusted: the leftmost is a client inside the proxies' network.
+        let inside = xff(&["10.1.1.1, 10.2.2.2"]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &inside, &trusted), ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn a_missing_or_malformed_forwarding_header_leaves_the_peer() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let peer = ip("10.0.0.1");
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+        assert_eq!(client_ip(peer, &xff(&[" , "]), &trusted), peer);
+        for bad in [
+            "unknown",
+            "203.0.113.5, proxy.internal",
+            "203.0.113.5/24",
+            "1.2.3",
+        ] {
+            assert_eq!(client_ip(peer, &xff(&[bad]), &trusted), peer, "{bad}");
+        }
+        // A bad entry behind (to the right of) a trusted hop also stops the walk.
+        let behind = xff(&["203.0.113.5, garbage, 10.0.0.2"]);
+        assert_eq!(client_ip(peer, &behind, &trusted), peer);
+        // Bytes that are not visible ASCII.
+        let mut opaque = HeaderMap::new();
+        opaque.append(
+            X_FORWARDED_FOR,
+            axum::http::HeaderValue::from_bytes(b"203.0.113.\xff").unwrap(),
+        );
+        assert_eq!(client_ip(peer, &opaque, &trusted), peer);
+        // Garbage the client put to the left of the real address is never reached.
+        let left = xff(&["garbage, 203.0.113.5"]);
+        assert_eq!(client_ip(peer, &left, &trusted), ip("203.0.113.5"));
+    }
+
+    #[test]
+    fn ipv6_ports_brackets_and_mapped_addresses_are_understood() {
+        let trusted = nets(&["::1", "2001:db8::/32", "10.0.0.0/8"]);
+        let headers = xff(&["[2001:db9::7]:4711, [2001:db8::2]"]);
+        assert_eq!(client_ip(ip("::1"), &headers, &trusted), ip("2001:db9::7"));
+        let v4_port = xff(&["198.51.100.9:5555"]);
+        assert_eq!(
+            client_ip(ip("2001:db8::1"), &v4_port, &trusted),
+            ip("198.51.100.9")
+        );
+        // A dual-stack listener reports an IPv4 proxy as ::ffff:10.0.0.1: still trusted.
+        let mapped = xff(&["::ffff:198.51.100.9"]);
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), &mapped, &trusted),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:203.0.113.5"), &HeaderMap::new(), &trusted),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn the_peer_comes_from_the_connection_info() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let request = |peer: Option<&str>| {
+            let mut request = axum::http::Request::builder()
+                .header(X_FORWARDED_FOR, "203.0.113.5")
+                .body(())
+                .unwrap();
+            if let Some(peer) = peer {
+                let addr: SocketAddr = peer.parse().unwrap();
+                request.extensions_mut().insert(ConnectInfo(addr));
+            }
+            request.into_parts().0
+        };
+        assert_eq!(
+            request_client_ip(&request(Some("198.51.100.1:40000")), &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            request_client_ip(&request(Some("10.0.0.1:40000")), &trusted),
+            ip("203.0.113.5")
+        );
+        // No connection info: unspecified, and the header is not believed even if 0.0.0.0
+        // were in a trusted range.
+        assert_eq!(
+            request_client_ip(&request(None), &nets(&["0.0.0.0/0"])),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn context(caller: &Caller) -> CallContext {
         caller: caller.caller.clone(),
         request_id: request_id(),
         impersonating: caller.impersonating,
+        client_ip: caller.client_ip,
     }
 }
 

@@ -57,6 +57,9 @@ pub enum ApiError {
     /// A delegation operation failed.
     #[error(transparent)]
     Delegation(#[from] crate::delegations::DelegationError),
+    /// A policy rule operation failed.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     /// A service the request needs failed (database, audit); the cause is logged.
     #[error("{0}")]
     Internal(String),
@@ -83,6 +86,7 @@ impl ApiError {
             Self::ProviderConfig(e) => e.code(),
             Self::Agent(e) => e.code(),
             Self::Delegation(e) => e.code(),
+            Self::Policy(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -110,6 +114,9 @@ impl ApiError {
             Self::Delegation(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
+            Self::Policy(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -127,6 +134,13 @@ impl ApiError {
             code: self.code().to_owned(),
             missing_scopes: match self {
                 Self::InsufficientScope { missing } => Some(missing.clone()),
+                _ => None,
+            },
+            rule: match self {
+                Self::Call(
+                    crate::calls::CallError::PolicyDenied { rule, .. }
+                    | crate::calls::CallError::RateLimited { rule, .. },
+                ) => Some(rule.clone()),
                 _ => None,
             },
             candidates: match self {
@@ -165,6 +179,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static(problem::CONTENT_TYPE),
         );
+        if let Self::Call(crate::calls::CallError::RateLimited { retry_after, .. }) = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         response
     }
 }

@@ -17,6 +17,7 @@ mod delegations;
 mod error;
 mod grants;
 pub mod openapi;
+mod policy;
 mod provider_config;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use tessera_proto::problem::Problem;
 use tessera_proto::providers::ProviderSummary;
 use tessera_proto::whoami::Whoami;
 
-pub use caller::{ANY_KEY, Caller, MAX_BODY_BYTES};
+pub use caller::{ANY_KEY, Caller, MAX_BODY_BYTES, client_ip};
 pub use error::ApiError;
 
 use crate::agents::Agents;
@@ -52,6 +53,8 @@ pub struct ApiState {
     pub agents: Agents,
     /// Delegations of grants to agents.
     pub delegations: crate::delegations::Delegations,
+    /// The apps' policy rules (the same service the calls decide with).
+    pub policies: crate::policy::Policies,
     /// Resolves key ids to signing keys (database + key ring).
     pub keys: DbKeyResolver,
     /// Single-use nonces (database).
@@ -68,6 +71,10 @@ pub struct ApiState {
     pub configs: ProviderConfigs,
     /// Connect sessions and the hosted connect pages.
     pub connect: Connect,
+    /// The reverse proxies whose `X-Forwarded-For` is believed when [`Caller`] derives the
+    /// client address (config `trusted_proxies`; empty unless
+    /// [`ApiState::with_trusted_proxies`] is called).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl ApiState {
@@ -91,10 +98,20 @@ impl ApiState {
             audit: grants.audit().clone(),
             agents: apps.agents(),
             delegations: crate::delegations::Delegations::new(grants.store().clone()),
+            policies: calls.policies().clone(),
             apps,
             grants,
             calls,
+            trusted_proxies: Arc::from([]),
         }
+    }
+
+    /// The same state, believing `X-Forwarded-For` from peers in `trusted` (see
+    /// [`client_ip`]).
+    #[must_use]
+    pub fn with_trusted_proxies(mut self, trusted: &[ipnet::IpNet]) -> Self {
+        self.trusted_proxies = Arc::from(trusted);
+        self
     }
 }
 
@@ -128,6 +145,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/delegations"),
     ("GET", "/v1/delegations/{id}"),
     ("DELETE", "/v1/delegations/{id}"),
+    ("GET", "/v1/policy/rules"),
+    ("POST", "/v1/policy/rules"),
+    ("GET", "/v1/policy/rules/{id}"),
+    ("PUT", "/v1/policy/rules/{id}"),
+    ("DELETE", "/v1/policy/rules/{id}"),
+    ("GET", "/v1/policy/schema"),
     ("POST", "/v1/connect/sessions"),
     ("GET", "/v1/connect/sessions/{id}"),
     ("GET", "/connect/callback"),
@@ -175,6 +198,17 @@ where
             "/v1/delegations/{id}",
             get(delegations::get_delegation).delete(delegations::revoke_delegation),
         )
+        .route(
+            "/v1/policy/rules",
+            get(policy::list_rules).post(policy::create_rule),
+        )
+        .route(
+            "/v1/policy/rules/{id}",
+            get(policy::get_rule)
+                .put(policy::update_rule)
+                .delete(policy::delete_rule),
+        )
+        .route("/v1/policy/schema", get(policy::schema))
         .route("/v1/connect/sessions", post(connect::create_session))
         .route("/v1/connect/sessions/{id}", get(connect::get_session))
         .route("/connect/callback", get(connect::callback))

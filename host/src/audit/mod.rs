@@ -229,11 +229,17 @@ pub enum Action {
     IdpConfigure,
     /// An app's identity provider was removed.
     IdpRemove,
+    /// A policy rule was created.
+    PolicyRuleCreate,
+    /// A policy rule was changed.
+    PolicyRuleUpdate,
+    /// A policy rule was deleted.
+    PolicyRuleDelete,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 24] = [
         Action::TokensRetrieve,
         Action::ProxyExecute,
         Action::GrantCreate,
@@ -255,6 +261,9 @@ impl Action {
         Action::ProviderUnconfigure,
         Action::IdpConfigure,
         Action::IdpRemove,
+        Action::PolicyRuleCreate,
+        Action::PolicyRuleUpdate,
+        Action::PolicyRuleDelete,
     ];
 
     /// The stored name (`tokens.retrieve`, `proxy.execute`, `grant.revoke`, …).
@@ -281,6 +290,9 @@ impl Action {
             Action::ProviderUnconfigure => "provider.unconfigure",
             Action::IdpConfigure => "idp.configure",
             Action::IdpRemove => "idp.remove",
+            Action::PolicyRuleCreate => "policy.rule.create",
+            Action::PolicyRuleUpdate => "policy.rule.update",
+            Action::PolicyRuleDelete => "policy.rule.delete",
         }
     }
 }

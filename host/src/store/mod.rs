@@ -44,6 +44,7 @@ pub mod idp_configs;
 pub mod last_used;
 pub mod meta;
 pub mod nonces;
+pub mod policy_rules;
 pub mod provider_configs;
 pub mod reseal;
 #[doc(hidden)]

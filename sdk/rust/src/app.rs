@@ -16,6 +16,7 @@ use tessera_proto::calls::{AGENT_HEADER, CALLER_HEADER, CONSTRAINTS_HEADER};
 use tessera_proto::connect::{ConnectSession, ConnectSessionRequest, ConnectStatus};
 use tessera_proto::delegations::{CreateDelegationRequest, Delegation, DelegationPage};
 use tessera_proto::grants::{Grant, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest};
+use tessera_proto::policy::{PolicyRule, PolicyRulePage, RuleRequest};
 use tessera_proto::providers::{ProviderConfigRequest, ProviderConfigView, ProviderSummary};
 use tessera_proto::scopes::Scope;
 use tessera_proto::signing::{
@@ -554,6 +555,84 @@ impl App {
         .await
     }
 
+    /// `POST /v1/policy/rules` (`policies:write`, app keys only): adds a policy rule; the
+    /// answer carries the Cedar policy it compiles to.
+    pub async fn create_policy_rule(&self, rule: &RuleRequest) -> Result<PolicyRule, Error> {
+        let body = serde_json::to_vec(rule)
+            .map_err(|e| Error::InvalidInput(format!("policy rule: {e}")))?;
+        self.call_json(
+            Method::POST,
+            self.endpoint(&["v1", "policy", "rules"], &[]),
+            body,
+        )
+        .await
+    }
+
+    /// `GET /v1/policy/rules` (`policies:read`): the app's policy rules, by name.
+    pub async fn policy_rules(&self) -> Result<Vec<PolicyRule>, Error> {
+        let page: PolicyRulePage = self
+            .call_json(
+                Method::GET,
+                self.endpoint(&["v1", "policy", "rules"], &[]),
+                Vec::new(),
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    /// `GET /v1/policy/rules/{id}` (`policies:read`): one rule, by id or name.
+    pub async fn policy_rule(&self, id_or_name: &str) -> Result<PolicyRule, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "policy", "rules", id_or_name], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `PUT /v1/policy/rules/{id}` (`policies:write`): replaces a rule, keeping its id.
+    pub async fn update_policy_rule(
+        &self,
+        id_or_name: &str,
+        rule: &RuleRequest,
+    ) -> Result<PolicyRule, Error> {
+        let body = serde_json::to_vec(rule)
+            .map_err(|e| Error::InvalidInput(format!("policy rule: {e}")))?;
+        self.call_json(
+            Method::PUT,
+            self.endpoint(&["v1", "policy", "rules", id_or_name], &[]),
+            body,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/policy/rules/{id}` (`policies:write`): deletes a rule.
+    pub async fn delete_policy_rule(&self, id_or_name: &str) -> Result<PolicyRule, Error> {
+        self.call_json(
+            Method::DELETE,
+            self.endpoint(&["v1", "policy", "rules", id_or_name], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `GET /v1/policy/schema` (`policies:read`): the Cedar schema policies are written
+    /// against, in Cedar's schema syntax.
+    pub async fn policy_schema(&self) -> Result<String, Error> {
+        let response = self
+            .send_signed(
+                Method::GET,
+                self.endpoint(&["v1", "policy", "schema"], &[]),
+                Vec::new(),
+            )
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(read_host_error(status, response).await);
+        }
+        response.text().await.map_err(Error::Transport)
+    }
+
     /// `GET /v1/audit` (`audit:read`): audit rows, oldest first; set the filters on the
     /// returned query, then [`AuditQuery::list`]. An agent key sees only the rows where it
     /// acted.
@@ -680,8 +759,20 @@ impl fmt::Debug for App {
 
 /// The typed error for a non-success answer of the host.
 pub(crate) async fn read_host_error(status: StatusCode, response: reqwest::Response) -> Error {
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     match response.bytes().await {
-        Ok(body) => Error::from_host_answer(status, &body),
+        Ok(body) => match Error::from_host_answer(status, &body) {
+            Error::RateLimited { rule, detail, .. } => Error::RateLimited {
+                rule,
+                retry_after_secs: retry_after,
+                detail,
+            },
+            other => other,
+        },
         Err(e) => Error::Transport(e),
     }
 }

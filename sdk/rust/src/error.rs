@@ -68,6 +68,25 @@ pub enum Error {
         /// The host's explanation.
         detail: String,
     },
+    /// `policy_denied`: one of the app's policy rules refused the call; `rule` names it.
+    #[error("refused by policy rule {rule:?}: {detail}")]
+    PolicyDenied {
+        /// The rule's name.
+        rule: String,
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `rate_limited`: a rate-limit policy rule refused the call; retry after
+    /// `retry_after_secs` (the `Retry-After` header), `rule` names the rule.
+    #[error("rate limited by policy rule {rule:?}: {detail}")]
+    RateLimited {
+        /// The rule's name.
+        rule: String,
+        /// Seconds until its window ends, when the host said.
+        retry_after_secs: Option<u64>,
+        /// The host's explanation.
+        detail: String,
+    },
     /// `host_not_allowed`: the URL's host is outside the provider's declared hosts.
     #[error("host not allowed: {detail}")]
     HostNotAllowed {
@@ -174,6 +193,7 @@ impl Error {
             detail,
             missing_scopes,
             candidates,
+            rule,
             ..
         } = problem;
         match code.as_str() {
@@ -188,6 +208,15 @@ impl Error {
             codes::HOST_NOT_ALLOWED => Self::HostNotAllowed { detail },
             codes::AMBIGUOUS_GRANT => Self::AmbiguousGrant {
                 candidates: candidates.unwrap_or_default(),
+                detail,
+            },
+            codes::RATE_LIMITED => Self::RateLimited {
+                rule: rule.unwrap_or_default(),
+                retry_after_secs: None,
+                detail,
+            },
+            codes::POLICY_DENIED => Self::PolicyDenied {
+                rule: rule.unwrap_or_default(),
                 detail,
             },
             codes::USER_TOKEN_INVALID | codes::USER_TOKEN_EXPIRED => {
@@ -232,6 +261,7 @@ impl Error {
                     code: lenient.code,
                     missing_scopes,
                     candidates: None,
+                    rule: None,
                 },
             );
         }
@@ -250,6 +280,8 @@ impl Error {
             Self::InsufficientScope { .. } => codes::INSUFFICIENT_SCOPE,
             Self::HostNotAllowed { .. } => codes::HOST_NOT_ALLOWED,
             Self::AmbiguousGrant { .. } => codes::AMBIGUOUS_GRANT,
+            Self::PolicyDenied { .. } => codes::POLICY_DENIED,
+            Self::RateLimited { .. } => codes::RATE_LIMITED,
             Self::ProviderUnreachable { .. } => codes::PROVIDER_UNREACHABLE,
             Self::ComponentFailed { .. } => codes::COMPONENT_FAILED,
             Self::ProviderRejected { .. } => codes::PROVIDER_REJECTED,
@@ -285,6 +317,8 @@ impl Error {
             | Self::InvalidRequest { detail }
             | Self::AuditUnavailable { detail }
             | Self::AmbiguousGrant { detail, .. }
+            | Self::PolicyDenied { detail, .. }
+            | Self::RateLimited { detail, .. }
             | Self::UserToken { detail, .. }
             | Self::Unauthorized { detail, .. }
             | Self::Api { detail, .. }

@@ -538,6 +538,60 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
                 rig.a.delegation(&delegation.id).await?.status == "active",
                 "a refused revocation took effect"
             );
+            let methods = |name: &str| tessera_proto::policy::RuleRequest {
+                name: name.into(),
+                applies_to: "app".into(),
+                rule: tessera_proto::policy::RuleKind::Methods {
+                    deny: vec!["TRACE".into()],
+                },
+            };
+            rig.a.create_policy_rule(&methods("no-trace")).await?;
+            expect(
+                Scope::PoliciesWrite,
+                without(Scope::PoliciesWrite)
+                    .create_policy_rule(&methods("refused"))
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::PoliciesRead,
+                without(Scope::PoliciesRead)
+                    .policy_rules()
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::PoliciesRead,
+                without(Scope::PoliciesRead)
+                    .policy_rule("no-trace")
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::PoliciesWrite,
+                without(Scope::PoliciesWrite)
+                    .update_policy_rule("no-trace", &methods("no-trace"))
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::PoliciesWrite,
+                without(Scope::PoliciesWrite)
+                    .delete_policy_rule("no-trace")
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::PoliciesRead,
+                without(Scope::PoliciesRead)
+                    .policy_schema()
+                    .await
+                    .map(|_| ()),
+            )?;
+            ensure!(
+                rig.a.policy_rules().await?.len() == 1,
+                "a refused rule change took effect"
+            );
             // Refused means untouched.
             ensure!(rig.a.provider_config("oauth2").await?.client_id == "billing-client");
             let agents = rig.a.agents().await?.items;
