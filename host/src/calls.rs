@@ -191,6 +191,7 @@ impl CallError {
             GrantError::NotFound { .. } => codes::GRANT_NOT_FOUND,
             GrantError::Revoked { .. } => codes::GRANT_REVOKED,
             GrantError::ReauthRequired { .. } => codes::GRANT_REAUTH_REQUIRED,
+            GrantError::Expired { .. } => codes::GRANT_EXPIRED,
             GrantError::ProviderNotFound { .. } => codes::PROVIDER_NOT_FOUND,
             GrantError::Invalid(_) => codes::INVALID_REQUEST,
             GrantError::Rejected { .. } => codes::PROVIDER_REJECTED,
@@ -236,7 +237,7 @@ impl CallError {
 pub fn status_for_code(code: &str) -> u16 {
     match code {
         codes::GRANT_NOT_FOUND | codes::PROVIDER_NOT_FOUND => 404,
-        codes::GRANT_REVOKED => 410,
+        codes::GRANT_REVOKED | codes::GRANT_EXPIRED => 410,
         codes::GRANT_REAUTH_REQUIRED | codes::AMBIGUOUS_GRANT | "grant_conflict" => 409,
         codes::USER_TOKEN_INVALID | codes::USER_TOKEN_EXPIRED => 401,
         codes::SCOPE_REAUTH_REQUIRED | codes::POLICY_DENIED => 403,
@@ -458,6 +459,7 @@ impl Calls {
             codes::GRANT_NOT_FOUND
             | codes::GRANT_REVOKED
             | codes::GRANT_REAUTH_REQUIRED
+            | codes::GRANT_EXPIRED
             | codes::HOST_NOT_ALLOWED
             | codes::AMBIGUOUS_GRANT
             | codes::USER_TOKEN_INVALID

@@ -45,6 +45,36 @@ pub const DEFAULT_PAGE: u32 = 50;
 /// The largest page size.
 pub const MAX_PAGE: u32 = 500;
 
+/// The longest TTL a grant may be given: two years.
+pub const MAX_GRANT_TTL: std::time::Duration = std::time::Duration::from_hours(2 * 366 * 24);
+
+/// The live grant `id` of `owner`'s app that a rotation replaces the secret of: it must be a
+/// `kind` grant of `info`'s provider.
+async fn rotatable(
+    tx: &mut crate::store::Tx,
+    owner: Owner,
+    info: &ProviderInfo,
+    kind: GrantKind,
+    id: &str,
+) -> Result<GrantRecord, GrantError> {
+    let gid = parse_grant_id(id)?;
+    let g = grant_repo::get(&mut *tx, owner.app_id, gid, true)
+        .await?
+        .filter(|g| owner.may_use(g))
+        .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+    if g.revoked_at.is_some() {
+        return Err(GrantError::Revoked { id: id.to_owned() });
+    }
+    if g.provider != info.id || g.kind != kind {
+        return Err(GrantError::Invalid(format!(
+            "grant {id} is not a {} {} grant",
+            info.id,
+            kind.as_str()
+        )));
+    }
+    Ok(g)
+}
+
 /// Why a grant operation failed. Messages name fields and providers, never secret values.
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
@@ -63,6 +93,12 @@ pub enum GrantError {
     /// The grant needs the user to connect again.
     #[error("grant {id} needs to be connected again")]
     ReauthRequired {
+        /// The grant id.
+        id: String,
+    },
+    /// The grant's TTL has run out.
+    #[error("grant {id} has expired (its TTL ran out); connect again or extend it")]
+    Expired {
         /// The grant id.
         id: String,
     },
@@ -217,6 +253,8 @@ struct Connection {
     account_label: String,
     scopes: Vec<String>,
     expires_at: Option<Timestamp>,
+    /// The grant's hard expiry to set (a reconnect without one keeps the grant's).
+    valid_until: Option<Timestamp>,
 }
 
 impl Connection {
@@ -247,6 +285,7 @@ impl Connection {
                 .expires_at
                 .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok())
                 .map(Timestamp::from_unix_millis),
+            valid_until: None,
         })
     }
 }
@@ -264,6 +303,8 @@ pub struct OAuthConnection<'a> {
     pub connection_params: &'a [(String, String)],
     /// The connect session, for the audit row.
     pub session_id: &'a str,
+    /// The grant's TTL, if the session set one: it stops working after this long.
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// The outcome of storing a managed secret.
@@ -554,11 +595,13 @@ impl Grants {
             connected,
             connection_params,
             session_id,
+            ttl,
         } = c;
         let plugin = self.plugin(provider)?;
         let info = plugin.info().clone();
         let owner = Owner::app(app_id);
-        let connection = Connection::of(connected, connection_params)?;
+        let mut connection = Connection::of(connected, connection_params)?;
+        connection.valid_until = ttl.map(|t| Timestamp::now().plus(t));
         let (grant_id, rotated) = self
             .store_connected(owner, &info, None, GrantKind::Oauth, principal, connection)
             .await?;
@@ -592,28 +635,12 @@ impl Grants {
             account_label,
             scopes,
             expires_at,
+            valid_until,
         } = c;
         let now = Timestamp::now();
         let mut tx = self.store.begin().await?;
         let existing = match grant_id {
-            Some(id) => {
-                let gid = parse_grant_id(id)?;
-                let g = grant_repo::get(&mut tx, owner.app_id, gid, true)
-                    .await?
-                    .filter(|g| owner.may_use(g))
-                    .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
-                if g.revoked_at.is_some() {
-                    return Err(GrantError::Revoked { id: id.to_owned() });
-                }
-                if g.provider != info.id || g.kind != kind {
-                    return Err(GrantError::Invalid(format!(
-                        "grant {id} is not a {} {} grant",
-                        info.id,
-                        kind.as_str()
-                    )));
-                }
-                Some(g)
-            }
+            Some(id) => Some(rotatable(&mut tx, owner, info, kind, id).await?),
             None => {
                 grant_repo::find_live(&mut tx, owner.app_id, &info.id, &principal, &account_label)
                     .await?
@@ -638,6 +665,9 @@ impl Grants {
             grant_repo::update_connected(&mut tx, owner.app_id, g.id, &account_label, &scopes, now)
                 .await
                 .map_err(conflict)?;
+            if valid_until.is_some() {
+                grant_repo::set_valid_until(&mut tx, owner.app_id, g.id, valid_until, now).await?;
+            }
             (g.id, true)
         } else {
             let credential_id = CredentialId::new();
@@ -672,6 +702,7 @@ impl Grants {
                 updated_at: now,
                 last_used_at: None,
                 revoked_at: None,
+                valid_until,
             };
             grant_repo::insert(&mut tx, &grant)
                 .await
@@ -841,6 +872,42 @@ impl Grants {
         Ok(GrantPage { items, next_cursor })
     }
 
+    /// Sets grant `id`'s hard expiry to `ttl` from now (`None`: no expiry), audited as
+    /// `grant.ttl` by `change`. An expired grant can be extended again; a revoked one not.
+    pub async fn set_ttl(
+        &self,
+        owner: Owner,
+        change: &Change,
+        id: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<Grant, GrantError> {
+        if ttl.is_some_and(|t| t.is_zero() || t > MAX_GRANT_TTL) {
+            return Err(GrantError::Invalid(format!(
+                "a grant's TTL must be 1 second to {} days",
+                MAX_GRANT_TTL.as_secs() / 86_400
+            )));
+        }
+        let gid = parse_grant_id(id)?;
+        let now = Timestamp::now();
+        let g = grant_repo::get(&self.store, owner.app_id, gid, false)
+            .await?
+            .filter(|g| owner.may_use(g))
+            .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+        let valid_until = ttl.map(|t| now.plus(t));
+        if !grant_repo::set_valid_until(&self.store, owner.app_id, g.id, valid_until, now).await? {
+            return Err(GrantError::Revoked { id: id.to_owned() });
+        }
+        let grant = self.get(owner, id).await?;
+        let mut detail = serde_json::Map::new();
+        detail.insert(
+            "valid_until".into(),
+            serde_json::json!(valid_until.map(Timestamp::to_rfc3339)),
+        );
+        self.record(change, owner.app_id, Action::GrantTtl, &grant, detail)
+            .await?;
+        Ok(grant)
+    }
+
     /// Revokes grant `id`: marks it revoked, deletes its secret material (unless another
     /// live grant shares the credential), then asks the provider to revoke upstream where it
     /// supports that.
@@ -1006,6 +1073,9 @@ impl Grants {
                 return Err(GrantError::ReauthRequired { id: id.to_owned() });
             }
             GrantStatus::Active => {}
+        }
+        if grant.valid_until.is_some_and(|t| t <= Timestamp::now()) {
+            return Err(GrantError::Expired { id: id.to_owned() });
         }
         let plugin = self.plugin(&grant.provider)?;
         let record = record
@@ -1225,6 +1295,7 @@ fn to_wire(g: GrantRecord, c: Option<&CredentialRecord>) -> Grant {
         updated_at: g.updated_at.to_rfc3339(),
         last_used_at: g.last_used_at.map(Timestamp::to_rfc3339),
         revoked_at: g.revoked_at.map(Timestamp::to_rfc3339),
+        valid_until: g.valid_until.map(Timestamp::to_rfc3339),
     }
 }
 

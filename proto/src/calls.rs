@@ -196,6 +196,8 @@ pub mod codes {
     pub const GRANT_REVOKED: &str = "grant_revoked";
     /// The grant needs the user to connect again.
     pub const GRANT_REAUTH_REQUIRED: &str = "grant_reauth_required";
+    /// The grant's TTL ran out (`410`): connect again, or extend it.
+    pub const GRANT_EXPIRED: &str = "grant_expired";
     /// Several grants fit the call; the problem lists them (`candidates`) with their account
     /// labels: name one with `grant_id` or `account`.
     pub const AMBIGUOUS_GRANT: &str = "ambiguous_grant";

@@ -40,6 +40,11 @@ pub struct ConnectSessionRequest {
     /// Only with `agent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegation_ttl_secs: Option<u64>,
+    /// A TTL for the grant the user creates, in seconds (at most two years): after it, calls
+    /// with the grant fail with `grant_expired` until it is extended or the user connects
+    /// again. Absent: no TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_ttl_secs: Option<u64>,
 }
 
 /// Where a connect session is.

@@ -246,6 +246,10 @@ pub struct Grant {
     /// RFC 3339, if revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// When the grant itself stops working (its TTL, RFC 3339); absent: no TTL. After it,
+    /// calls fail with `grant_expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
 }
 
 /// A page of grants (`GET /v1/grants`).
@@ -329,6 +333,16 @@ pub struct RevokeRequest {
     /// Free text kept in the audit row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `PUT /v1/grants/{id}/ttl`: a grant's hard expiry from now on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GrantTtlRequest {
+    /// Seconds from now (1 to two years); absent or `null`: no expiry.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
 }
 
 #[cfg(test)]

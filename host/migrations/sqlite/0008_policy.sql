@@ -28,3 +28,9 @@ CREATE TABLE rate_counters (
     calls        INTEGER NOT NULL,
     CONSTRAINT rate_counters_pkey PRIMARY KEY (rule_id, subject, window_start)
 ) STRICT;
+
+-- A grant's hard expiry (its TTL, set at connect time or later): after it, calls with the
+-- grant fail with grant_expired. NULL: no TTL.
+ALTER TABLE grants ADD COLUMN valid_until INTEGER;
+-- The TTL (seconds) a connect session gives the grant it creates; NULL: none.
+ALTER TABLE connect_sessions ADD COLUMN grant_ttl_secs INTEGER;

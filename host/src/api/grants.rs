@@ -8,8 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use tessera_proto::grants::{
-    Grant, GrantKind, GrantPage, GrantStatus, ManagedSecretRequest, ManagedSecretResponse,
-    Principal, RevokeRequest,
+    Grant, GrantKind, GrantPage, GrantStatus, GrantTtlRequest, ManagedSecretRequest,
+    ManagedSecretResponse, Principal, RevokeRequest,
 };
 use tessera_proto::problem::Problem;
 use tessera_proto::scopes::Scope;
@@ -262,4 +262,46 @@ pub(super) async fn revoke_grant(
     let change = change_of(&caller, &request_id(), body.reason);
     let outcome = api.grants.revoke(owner_of(&caller), &change, &id).await?;
     Ok(Json(outcome.grant))
+}
+
+/// `PUT /v1/grants/{id}/ttl`: gives the grant a hard expiry `ttl_secs` from now, or takes it
+/// away (`null`). After it, calls with the grant fail with `410 grant_expired` until it is
+/// extended again or the user connects again. An expired grant can be extended; a revoked
+/// one cannot.
+///
+/// Scope: `grants:write`. Errors: `invalid_request` (a TTL of 0 or over two years),
+/// `grant_not_found`, `grant_revoked`, `audit_unavailable`, the signature codes.
+#[utoipa::path(
+    put,
+    path = "/v1/grants/{id}/ttl",
+    tag = "grants",
+    params(SignedHeaders, ("id" = String, Path, description = "The grant id.")),
+    request_body(content = GrantTtlRequest, content_type = "application/json"),
+    security(("tessera_signature" = ["grants:write"])),
+    responses(
+        (status = 200, description = "The grant, with its new `valid_until`.", body = Grant),
+        (status = 400, description = "`invalid_request` (a TTL of 0 or over two years, malformed JSON or Tessera header), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = SignatureRejected),
+        (status = 403, response = ScopeMissing),
+        (status = 404, description = "`grant_not_found` (also for another app's grant).", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`grant_revoked`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, description = "`internal_error`: a store failure (the cause is logged).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`auth_unavailable`, or `audit_unavailable` (the TTL was set but its audit row could not be written).", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(super) async fn set_grant_ttl(
+    State(api): State<ApiState>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<Json<Grant>, ApiError> {
+    caller.require(&[Scope::GrantsWrite])?;
+    let body: GrantTtlRequest = json_body(&caller)?;
+    let change = change_of(&caller, &request_id(), None);
+    let ttl = body.ttl_secs.map(std::time::Duration::from_secs);
+    Ok(Json(
+        api.grants
+            .set_ttl(owner_of(&caller), &change, &id, ttl)
+            .await?,
+    ))
 }

@@ -133,6 +133,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/grants"),
     ("GET", "/v1/grants/{id}"),
     ("DELETE", "/v1/grants/{id}"),
+    ("PUT", "/v1/grants/{id}/ttl"),
     ("POST", "/v1/retrieve"),
     ("POST", "/v1/proxy"),
     ("GET", "/v1/audit"),
@@ -180,6 +181,7 @@ where
             "/v1/grants/{id}",
             get(grants::get_grant).delete(grants::revoke_grant),
         )
+        .route("/v1/grants/{id}/ttl", put(grants::set_grant_ttl))
         .route("/v1/retrieve", post(calls::retrieve))
         .route("/v1/proxy", post(calls::proxy))
         .route("/v1/audit", get(audit::list_audit))

@@ -58,6 +58,7 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         super::grants::list_grants,
         super::grants::get_grant,
         super::grants::revoke_grant,
+        super::grants::set_grant_ttl,
         super::calls::retrieve,
         super::calls::proxy,
         super::audit::list_audit,

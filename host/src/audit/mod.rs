@@ -199,6 +199,8 @@ pub enum Action {
     GrantRevoke,
     /// A grant needs the user to authorize again.
     GrantReauthRequired,
+    /// A grant's TTL (hard expiry) was set, changed or removed.
+    GrantTtl,
     /// An agent was allowed to use a user's grant.
     DelegationCreate,
     /// A delegation was withdrawn.
@@ -239,13 +241,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::TokensRetrieve,
         Action::ProxyExecute,
         Action::GrantCreate,
         Action::GrantRotate,
         Action::GrantRevoke,
         Action::GrantReauthRequired,
+        Action::GrantTtl,
         Action::DelegationCreate,
         Action::DelegationRevoke,
         Action::ApprovalRequest,
@@ -275,6 +278,7 @@ impl Action {
             Action::GrantRotate => "grant.rotate",
             Action::GrantRevoke => "grant.revoke",
             Action::GrantReauthRequired => "grant.reauth_required",
+            Action::GrantTtl => "grant.ttl",
             Action::DelegationCreate => "delegation.create",
             Action::DelegationRevoke => "delegation.revoke",
             Action::ApprovalRequest => "approval.request",

@@ -95,6 +95,22 @@ pub enum GrantCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Give a grant a hard expiry (a TTL from now), or take it away: after it, calls with
+    /// the grant fail with `grant_expired` until it is extended or the user connects again.
+    Ttl {
+        /// The app.
+        #[arg(long)]
+        app: String,
+        /// The grant id.
+        grant_id: String,
+        /// How long from now: seconds, or a number with s, m, h or d (`12h`, `30d`); at
+        /// most two years.
+        #[arg(long, conflicts_with = "none", required_unless_present = "none")]
+        ttl: Option<String>,
+        /// No expiry.
+        #[arg(long)]
+        none: bool,
+    },
 }
 
 /// Opens the grant service (with its own audit writer) and runs `f`; flushes the audit log.
@@ -294,33 +310,85 @@ pub async fn grant(
             app,
             grant_id,
             reason,
+        } => revoke(config, apps, registry, (&app, grant_id, reason), json).await,
+        GrantCommand::Ttl {
+            app, grant_id, ttl, ..
         } => {
-            let app = apps.app(&app).await?;
-            with_grants(config, apps, registry, |grants| async move {
-                let change = Change {
-                    reason,
-                    ..Change::cli()
-                };
-                let outcome = grants
-                    .revoke(Owner::app(app.id), &change, &grant_id)
-                    .await?;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&serde_json::json!({
-                            "grant": outcome.grant,
-                            "revoked_now": outcome.now,
-                            "upstream_revoked": outcome.upstream,
-                        }))?
-                    );
-                } else if outcome.now {
-                    println!("revoked grant {grant_id}");
-                } else {
-                    println!("grant {grant_id} was already revoked");
-                }
-                Ok(ExitCode::SUCCESS)
-            })
+            set_ttl(
+                config,
+                apps,
+                registry,
+                (&app, &grant_id, ttl.as_deref()),
+                json,
+            )
             .await
         }
     }
+}
+
+/// `tessera grant ttl`: `(app, grant id, TTL text)`; no TTL text takes the expiry away.
+async fn set_ttl(
+    config: &Config,
+    apps: Apps,
+    registry: Registry,
+    (app, grant_id, ttl): (&str, &str, Option<&str>),
+    json: bool,
+) -> Result<ExitCode> {
+    let app = apps.app(app).await?;
+    let ttl = ttl
+        .map(super::agents::parse_ttl)
+        .transpose()?
+        .map(std::time::Duration::from_secs);
+    let grant_id = grant_id.to_owned();
+    with_grants(config, apps, registry, |grants| async move {
+        let grant = grants
+            .set_ttl(Owner::app(app.id), &Change::cli(), &grant_id, ttl)
+            .await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&grant)?);
+        } else {
+            match &grant.valid_until {
+                Some(until) => println!("grant {grant_id} works until {until}"),
+                None => println!("grant {grant_id} has no expiry"),
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
+}
+
+/// `tessera grant revoke`: `(app, grant id, reason)`.
+async fn revoke(
+    config: &Config,
+    apps: Apps,
+    registry: Registry,
+    (app, grant_id, reason): (&str, String, Option<String>),
+    json: bool,
+) -> Result<ExitCode> {
+    let app = apps.app(app).await?;
+    with_grants(config, apps, registry, |grants| async move {
+        let change = Change {
+            reason,
+            ..Change::cli()
+        };
+        let outcome = grants
+            .revoke(Owner::app(app.id), &change, &grant_id)
+            .await?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "grant": outcome.grant,
+                    "revoked_now": outcome.now,
+                    "upstream_revoked": outcome.upstream,
+                }))?
+            );
+        } else if outcome.now {
+            println!("revoked grant {grant_id}");
+        } else {
+            println!("grant {grant_id} was already revoked");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
 }

@@ -344,6 +344,15 @@ impl Connect {
             }
         };
         let agent_id = self.check_request(owner, info, &request).await?;
+        if request
+            .grant_ttl_secs
+            .is_some_and(|t| t == 0 || t > crate::grants::MAX_GRANT_TTL.as_secs())
+        {
+            return Err(FlowError::Invalid(format!(
+                "grant_ttl_secs must be 1 to {} (two years)",
+                crate::grants::MAX_GRANT_TTL.as_secs()
+            )));
+        }
         let now = Timestamp::now();
         let expires_at = Timestamp::from_unix_millis(
             now.unix_millis() + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX),
@@ -366,6 +375,7 @@ impl Connect {
             expires_at,
             agent_id,
             delegation_ttl_secs: request.delegation_ttl_secs,
+            grant_ttl_secs: request.grant_ttl_secs,
         };
         let link = Zeroizing::new(random_token());
         repo::insert(&self.store, &record, &hash(&link)).await?;
@@ -791,6 +801,7 @@ impl Connect {
                     connected,
                     connection_params: params,
                     session_id: &session_id,
+                    ttl: s.grant_ttl_secs.map(std::time::Duration::from_secs),
                 },
             )
             .await;

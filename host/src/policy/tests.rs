@@ -22,6 +22,7 @@ fn grant(provider: &str) -> GrantRecord {
         updated_at: Timestamp::from_unix_millis(0),
         last_used_at: None,
         revoked_at: None,
+        valid_until: None,
     }
 }
 

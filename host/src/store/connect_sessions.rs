@@ -24,7 +24,7 @@ const TABLE: &str = "connect_sessions";
 const COLUMNS: &str = "id, app_id, provider, principal_kind, principal_value, scopes, \
                        connection_params, return_url, status, grant_id, error_code, \
                        error_message, sealed, key_version, created_at, expires_at, agent_id, \
-                       delegation_ttl_secs";
+                       delegation_ttl_secs, grant_ttl_secs";
 
 /// One stored connect session.
 #[derive(Clone, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub struct SessionRecord {
     pub agent_id: Option<AgentId>,
     /// How long that delegation lasts, in seconds (`None`: until revoked).
     pub delegation_ttl_secs: Option<u64>,
+    /// The TTL of the grant the session creates, in seconds (`None`: none).
+    pub grant_ttl_secs: Option<u64>,
 }
 
 impl SessionRecord {
@@ -154,7 +156,11 @@ macro_rules! decode {
         );
         let agent: Option<String> = row.try_get(16)?;
         let ttl: Option<i64> = row.try_get(17)?;
-        from_row(base, agent, ttl)
+        let grant_ttl: Option<i64> = row.try_get(18)?;
+        from_row(base, agent, ttl).map(|mut s| {
+            s.grant_ttl_secs = grant_ttl.map(|t| u64::try_from(t).unwrap_or(0));
+            s
+        })
     }};
 }
 
@@ -214,6 +220,7 @@ fn from_row(
         expires_at: Timestamp::from_unix_millis(expires),
         agent_id: agent.map(|a| AgentId::from_column(TABLE, &a)).transpose()?,
         delegation_ttl_secs: ttl.map(|t| u64::try_from(t).unwrap_or(0)),
+        grant_ttl_secs: None,
     })
 }
 
@@ -231,8 +238,8 @@ pub async fn insert(
         sqlx::query(
             "INSERT INTO connect_sessions (id, app_id, provider, principal_kind, principal_value, \
              scopes, connection_params, return_url, link_hash, status, created_at, expires_at, \
-             updated_at, agent_id, delegation_ttl_secs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             updated_at, agent_id, delegation_ttl_secs, grant_ttl_secs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(s.id.to_string())
         .bind(s.app_id.to_string())
@@ -250,6 +257,10 @@ pub async fn insert(
         .bind(s.agent_id.map(|a| a.to_string()))
         .bind(
             s.delegation_ttl_secs
+                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+        )
+        .bind(
+            s.grant_ttl_secs
                 .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
         )
         .execute(&mut *conn)
@@ -442,6 +453,7 @@ mod tests {
             expires_at: Timestamp::from_unix_millis(now.unix_millis() + ttl_ms),
             agent_id: None,
             delegation_ttl_secs: Some(3600),
+            grant_ttl_secs: Some(86_400),
         }
     }
 

@@ -14,7 +14,7 @@ const TABLE: &str = "grants";
 
 const COLUMNS: &str = "id, app_id, provider, principal_kind, principal_value, credential_id, \
                        kind, account_label, scopes, status, created_at, updated_at, \
-                       last_used_at, revoked_at";
+                       last_used_at, revoked_at, valid_until";
 
 /// One stored grant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct GrantRecord {
     pub last_used_at: Option<Timestamp>,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
+    /// When it stops working by itself (its TTL), if ever.
+    pub valid_until: Option<Timestamp>,
 }
 
 type Row = (
@@ -60,6 +62,7 @@ type Row = (
     String,
     i64,
     i64,
+    Option<i64>,
     Option<i64>,
     Option<i64>,
 );
@@ -80,6 +83,7 @@ fn from_row(row: Row) -> Result<GrantRecord, StoreError> {
         updated,
         used,
         revoked,
+        valid_until,
     ) = row;
     let corrupt = |detail: String| StoreError::Corrupt {
         table: TABLE,
@@ -108,6 +112,7 @@ fn from_row(row: Row) -> Result<GrantRecord, StoreError> {
         updated_at: Timestamp::from_unix_millis(updated),
         last_used_at: used.map(Timestamp::from_unix_millis),
         revoked_at: revoked.map(Timestamp::from_unix_millis),
+        valid_until: valid_until.map(Timestamp::from_unix_millis),
     })
 }
 
@@ -136,7 +141,7 @@ pub async fn insert(db: impl Into<Db<'_>>, g: &GrantRecord) -> Result<(), StoreE
     on_conn!(db, |conn| {
         sqlx::query(&format!(
             "INSERT INTO grants ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(g.id.to_string())
         .bind(g.app_id.to_string())
@@ -152,6 +157,7 @@ pub async fn insert(db: impl Into<Db<'_>>, g: &GrantRecord) -> Result<(), StoreE
         .bind(g.updated_at.unix_millis())
         .bind(g.last_used_at.map(Timestamp::unix_millis))
         .bind(g.revoked_at.map(Timestamp::unix_millis))
+        .bind(g.valid_until.map(Timestamp::unix_millis))
         .execute(&mut *conn)
         .await
         .map_err(StoreError::conflict_on_unique(|| {
@@ -223,13 +229,13 @@ macro_rules! decode_joined {
             row.try_get(11)?,
             row.try_get(12)?,
             row.try_get(13)?,
+            row.try_get(14)?,
         );
-        let credential_id: Option<String> = row.try_get(14)?;
+        let credential_id: Option<String> = row.try_get(15)?;
         let credential = match credential_id {
             None => None,
             Some(credential_id) => Some(credentials::from_row((
                 credential_id,
-                row.try_get(15)?,
                 row.try_get(16)?,
                 row.try_get(17)?,
                 row.try_get(18)?,
@@ -238,6 +244,7 @@ macro_rules! decode_joined {
                 row.try_get(21)?,
                 row.try_get(22)?,
                 row.try_get(23)?,
+                row.try_get(24)?,
             ))?),
         };
         (from_row(grant)?, credential)
@@ -425,6 +432,30 @@ pub async fn update_connected(
         .map_err(StoreError::conflict_on_unique(|| {
             format!("another live grant with account {account_label:?}")
         }))?;
+        Ok(done.rows_affected() == 1)
+    })
+}
+
+/// Sets (or, with `None`, clears) live grant `id`'s hard expiry; returns whether it is live
+/// in this app.
+pub async fn set_valid_until(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: GrantId,
+    valid_until: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    on_conn!(db, |conn| {
+        let done = sqlx::query(
+            "UPDATE grants SET valid_until = $1, updated_at = $2 \
+             WHERE id = $3 AND app_id = $4 AND revoked_at IS NULL",
+        )
+        .bind(valid_until.map(Timestamp::unix_millis))
+        .bind(now.unix_millis())
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .execute(&mut *conn)
+        .await?;
         Ok(done.rows_affected() == 1)
     })
 }

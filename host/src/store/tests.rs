@@ -180,6 +180,7 @@ async fn grant_and_credential_read_together_match_separate_reads(
         updated_at: now,
         last_used_at: None,
         revoked_at: None,
+        valid_until: None,
     };
     grants::insert(s, &grant).await?;
     let joined = grants::get_with_credential(s, a.id, grant.id).await?;

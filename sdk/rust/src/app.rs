@@ -15,7 +15,9 @@ use tessera_proto::agents::{Agent, AgentPage, CreateAgentRequest};
 use tessera_proto::calls::{AGENT_HEADER, CALLER_HEADER, CONSTRAINTS_HEADER};
 use tessera_proto::connect::{ConnectSession, ConnectSessionRequest, ConnectStatus};
 use tessera_proto::delegations::{CreateDelegationRequest, Delegation, DelegationPage};
-use tessera_proto::grants::{Grant, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest};
+use tessera_proto::grants::{
+    Grant, GrantTtlRequest, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest,
+};
 use tessera_proto::policy::{PolicyRule, PolicyRulePage, RuleRequest};
 use tessera_proto::providers::{ProviderConfigRequest, ProviderConfigView, ProviderSummary};
 use tessera_proto::scopes::Scope;
@@ -318,6 +320,21 @@ impl App {
             return Ok(());
         }
         Err(read_host_error(status, response).await)
+    }
+
+    /// `PUT /v1/grants/{id}/ttl` (`grants:write`): the grant stops working `ttl` from now
+    /// (whole seconds; `None`: no expiry). Calls after it fail with `grant_expired`.
+    pub async fn set_grant_ttl(&self, id: &str, ttl: Option<Duration>) -> Result<Grant, Error> {
+        let body = serde_json::to_vec(&GrantTtlRequest {
+            ttl_secs: ttl.map(|t| t.as_secs()),
+        })
+        .map_err(|e| Error::InvalidInput(format!("grant TTL request: {e}")))?;
+        self.call_json(
+            Method::PUT,
+            self.endpoint(&["v1", "grants", id, "ttl"], &[]),
+            body,
+        )
+        .await
     }
 
     /// `POST /v1/connect/sessions` (`connect:create`): starts connecting an end user's

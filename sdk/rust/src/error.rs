@@ -28,6 +28,12 @@ pub enum Error {
         /// The host's explanation.
         detail: String,
     },
+    /// `grant_expired`: the grant's TTL ran out; extend it or have the user connect again.
+    #[error("grant expired: {detail}")]
+    GrantExpired {
+        /// The host's explanation.
+        detail: String,
+    },
     /// `scope_reauth_required`: the provider refused the call for a scope the grant does
     /// not hold; the user must connect again to grant it (the detail names the scopes where
     /// the provider said).
@@ -199,6 +205,7 @@ impl Error {
         match code.as_str() {
             codes::GRANT_NOT_FOUND => Self::GrantNotFound { detail },
             codes::GRANT_REVOKED => Self::GrantRevoked { detail },
+            codes::GRANT_EXPIRED => Self::GrantExpired { detail },
             codes::GRANT_REAUTH_REQUIRED => Self::GrantReauthRequired { detail },
             codes::SCOPE_REAUTH_REQUIRED => Self::ScopeReauthRequired { detail },
             codes::INSUFFICIENT_SCOPE => Self::InsufficientScope {
@@ -275,6 +282,7 @@ impl Error {
         Some(match self {
             Self::GrantNotFound { .. } => codes::GRANT_NOT_FOUND,
             Self::GrantRevoked { .. } => codes::GRANT_REVOKED,
+            Self::GrantExpired { .. } => codes::GRANT_EXPIRED,
             Self::GrantReauthRequired { .. } => codes::GRANT_REAUTH_REQUIRED,
             Self::ScopeReauthRequired { .. } => codes::SCOPE_REAUTH_REQUIRED,
             Self::InsufficientScope { .. } => codes::INSUFFICIENT_SCOPE,
@@ -306,6 +314,7 @@ impl Error {
         match self {
             Self::GrantNotFound { detail }
             | Self::GrantRevoked { detail }
+            | Self::GrantExpired { detail }
             | Self::GrantReauthRequired { detail }
             | Self::ScopeReauthRequired { detail }
             | Self::InsufficientScope { detail, .. }

@@ -192,6 +192,7 @@ fn grant(id: &str) -> Grant {
         updated_at: "2026-01-01T00:00:00Z".into(),
         last_used_at: None,
         revoked_at: None,
+        valid_until: None,
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -505,6 +506,13 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
                     .await
                     .map(|_| ()),
             )?;
+            expect(
+                Scope::GrantsWrite,
+                without(Scope::GrantsWrite)
+                    .set_grant_ttl(&grant.id, None)
+                    .await
+                    .map(|_| ()),
+            )?;
             let delegation = rig.a.delegate(&grant.id, &agent.id, None).await?;
             expect(
                 Scope::AgentsWrite,
@@ -602,6 +610,91 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
             // The full key still works: narrowing was per request.
             ensure!(rig.a.grant(&grant.id).await?.id == grant.id);
             Ok::<(), anyhow::Error>(())
+        })
+    })
+}
+
+/// A grant's TTL: set through the API or the CLI, the grant works until then and fails with
+/// `grant_expired` after (in both modes) until it is extended; a revoked grant cannot be
+/// given one; every change is audited.
+#[test]
+fn a_grant_ttl_ends_its_use_until_it_is_extended() -> Result<()> {
+    on_both_backends(|dir, env| {
+        let rt = runtime()?;
+        let rig = rig(&rt, dir, env)?;
+        let url = "https://api.stripe.com/v1/customers";
+        let grant = rt.block_on(async {
+            let grant = rig.a.set_managed_secret(&stripe_secret(KEY_1)).await?.grant;
+            ensure!(grant.valid_until.is_none(), "{grant:?}");
+            let refused = rig.a.set_grant_ttl(&grant.id, Some(Duration::ZERO)).await;
+            ensure!(
+                matches!(refused, Err(Error::InvalidRequest { .. })),
+                "{refused:?}"
+            );
+            let timed = rig
+                .a
+                .set_grant_ttl(&grant.id, Some(Duration::from_secs(1)))
+                .await?;
+            ensure!(timed.valid_until.is_some(), "{timed:?}");
+            rig.a
+                .request(Method::GET, url)
+                .grant_id(&grant.id)
+                .authorize()
+                .await?;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let r = rig
+                .a
+                .request(Method::GET, url)
+                .grant_id(&grant.id)
+                .authorize()
+                .await;
+            ensure!(matches!(r, Err(Error::GrantExpired { .. })), "{r:?}");
+            let r = rig
+                .a
+                .proxy_request(Method::GET, url)
+                .grant_id(&grant.id)
+                .send()
+                .await;
+            ensure!(matches!(r, Err(Error::GrantExpired { .. })), "{r:?}");
+            let rows = rig
+                .a
+                .audit()
+                .grant_id(&grant.id)
+                .action("grant.ttl")
+                .list()
+                .await?;
+            ensure!(rows.items.len() == 1, "{:?}", rows.items);
+            Ok(grant)
+        })?;
+        // The operator extends it from the command line.
+        let cli = |args: &[&str]| tessera_env(dir, env, args);
+        let out = json_of(&cli(&[
+            "grant", "ttl", &grant.id, "--app", "billing", "--ttl", "1h", "--json",
+        ])?)?;
+        ensure!(out["valid_until"].is_string(), "{out}");
+        let out = json_of(&cli(&[
+            "grant", "ttl", &grant.id, "--app", "billing", "--none", "--json",
+        ])?)?;
+        ensure!(out.get("valid_until").is_none(), "{out}");
+        let bad = cli(&["grant", "ttl", &grant.id, "--app", "billing", "--ttl", "0"])?;
+        ensure!(
+            !bad.status.success() && stderr(&bad).contains("TTL"),
+            "{}",
+            stderr(&bad)
+        );
+        rt.block_on(async {
+            rig.a
+                .request(Method::GET, url)
+                .grant_id(&grant.id)
+                .authorize()
+                .await?;
+            rig.a.revoke_grant(&grant.id, None).await?;
+            let r = rig
+                .a
+                .set_grant_ttl(&grant.id, Some(Duration::from_mins(1)))
+                .await;
+            ensure!(matches!(r, Err(Error::GrantRevoked { .. })), "{r:?}");
+            Ok(())
         })
     })
 }

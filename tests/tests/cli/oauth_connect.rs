@@ -121,6 +121,7 @@ pub(super) fn session_request(return_url: Option<String>) -> ConnectSessionReque
         connection_params: BTreeMap::new(),
         agent: None,
         delegation_ttl_secs: None,
+        grant_ttl_secs: None,
     }
 }
 
@@ -549,6 +550,7 @@ fn a_session_naming_an_agent_delegates_the_grant_on_consent() -> Result<()> {
                 .create_connect_session(&ConnectSessionRequest {
                     agent: Some("mail-bot".into()),
                     delegation_ttl_secs: Some(7 * 86_400),
+                    grant_ttl_secs: Some(30 * 86_400),
                     ..session_request(None)
                 })
                 .await?;
@@ -571,6 +573,10 @@ fn a_session_naming_an_agent_delegates_the_grant_on_consent() -> Result<()> {
             ensure!(polled.status == ConnectStatus::Completed, "{polled:?}");
             let grant_id = polled.grant_id.context("grant_id")?;
 
+            ensure!(
+                app.grant(&grant_id).await?.valid_until.is_some(),
+                "the session's grant TTL is on the grant"
+            );
             let delegations = app.delegations(None, Some(&grant_id), false).await?;
             ensure!(
                 delegations.len() == 1
