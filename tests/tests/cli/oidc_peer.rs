@@ -18,7 +18,7 @@ use reqwest::redirect::Policy;
 use super::*;
 
 /// How long the peer may take to print its issuer line (Node start plus key generation).
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_mins(2);
 /// How many redirects and form posts an authorization may take before it is called a loop.
 const MAX_HOPS: usize = 20;
 /// How much of the peer's stderr is kept for error messages.
