@@ -290,11 +290,11 @@ pub(crate) fn entry(
         caller: change.caller.clone(),
         request_id: change.request_id.clone(),
         reason: change.reason.clone(),
-        detail: serde_json::json!({
+        detail: change.annotate(serde_json::json!({
             "via": change.origin.via.as_str(),
             "agent_id": agent.id.to_string(),
             "name": agent.name,
-        }),
+        })),
         ..AuditEntry::new(action, change.origin.actor.clone(), Outcome::Ok)
     }
 }

@@ -373,6 +373,7 @@ impl Apps {
                             caller: None,
                             request_id: None,
                             reason: None,
+                            impersonated_by: None,
                         };
                         entries.push(crate::agents::entry(
                             Action::AgentCreate,

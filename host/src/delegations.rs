@@ -346,14 +346,14 @@ fn entry(action: Action, change: &Change, d: &DelegationRecord, at: Timestamp) -
         request_id: change.request_id.clone(),
         reason: change.reason.clone(),
         grant_id: Some(d.grant_id.to_string()),
-        detail: serde_json::json!({
+        detail: change.annotate(serde_json::json!({
             "via": change.origin.via.as_str(),
             "delegation_id": d.id.to_string(),
             "agent_id": d.agent_id.to_string(),
             "origin": d.origin.as_str(),
             "expires_at": d.expires_at.map(Timestamp::to_rfc3339),
             "revoked_by": d.revoked_by.map(RevokedBy::as_str),
-        }),
+        })),
         ..AuditEntry::new(action, change.origin.actor.clone(), Outcome::Ok)
     }
 }

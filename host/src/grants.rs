@@ -166,9 +166,20 @@ pub struct Change {
     pub request_id: Option<String>,
     /// Why (free text).
     pub reason: Option<String>,
+    /// The app key that made the change acting as the agent of `origin` (`Tessera-Agent`).
+    pub impersonated_by: Option<String>,
 }
 
 impl Change {
+    /// `detail` with `impersonated_by` added when an app key acted as the agent: every audit
+    /// row of a change says so.
+    pub fn annotate(&self, mut detail: serde_json::Value) -> serde_json::Value {
+        if let (Some(key), serde_json::Value::Object(map)) = (&self.impersonated_by, &mut detail) {
+            map.insert("impersonated_by".into(), serde_json::json!(key));
+        }
+        detail
+    }
+
     /// A change the host makes itself while refreshing a credential.
     pub fn refresh() -> Self {
         Self {
@@ -180,6 +191,7 @@ impl Change {
             caller: None,
             request_id: None,
             reason: None,
+            impersonated_by: None,
         }
     }
 
@@ -191,6 +203,7 @@ impl Change {
             caller: None,
             request_id: None,
             reason: None,
+            impersonated_by: None,
         }
     }
 }
@@ -481,7 +494,7 @@ impl Grants {
                 principal: Some(grant.principal.to_string()),
                 reason: change.reason.clone(),
                 request_id: change.request_id.clone(),
-                detail: serde_json::Value::Object(detail),
+                detail: change.annotate(serde_json::Value::Object(detail)),
                 ..AuditEntry::new(action, change.origin.actor.clone(), Outcome::Ok)
             })
             .await

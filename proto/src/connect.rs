@@ -94,7 +94,8 @@ pub struct ConnectError {
     /// `provider_unreachable`, `host_not_allowed`, `component_failed`, `not_configured` (the
     /// app's OAuth client was removed meanwhile), `grant_not_stored`, `audit_unavailable`
     /// (connected, but the audit row could not be written: the grant exists),
-    /// `internal_error`, `expired`.
+    /// `delegation_not_stored` (connected, the grant exists, but the delegation to the
+    /// session's agent could not be stored), `internal_error`, `expired`.
     pub code: String,
     /// What happened, in words. Never holds a token or a secret.
     pub message: String,

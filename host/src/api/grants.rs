@@ -44,6 +44,9 @@ pub(super) fn change_of(caller: &Caller, request_id: &str, reason: Option<String
         caller: caller.caller.clone(),
         request_id: Some(request_id.to_owned()),
         reason,
+        impersonated_by: caller
+            .impersonating
+            .then(|| caller.principal.key_id.to_string()),
     }
 }
 

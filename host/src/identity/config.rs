@@ -221,7 +221,7 @@ impl IdpConfigs {
                 key_id: change.key_id.clone(),
                 reason: change.reason.clone(),
                 request_id: change.request_id.clone(),
-                detail,
+                detail: change.annotate(detail),
                 ..AuditEntry::new(action, change.origin.actor.clone(), Outcome::Ok)
             })
             .await

@@ -401,7 +401,7 @@ impl ProviderConfigs {
                 provider: Some(provider.to_owned()),
                 reason: change.reason.clone(),
                 request_id: change.request_id.clone(),
-                detail: serde_json::Value::Object(detail),
+                detail: change.annotate(serde_json::Value::Object(detail)),
                 ..AuditEntry::new(action, change.origin.actor.clone(), Outcome::Ok)
             })
             .await

@@ -805,13 +805,19 @@ impl Connect {
                 },
             )
             .await;
-        let stored = match (stored, s.agent_id) {
-            (Ok(stored), Some(agent)) => self
-                .delegate(s, &change, &stored, agent)
-                .await
-                .map(|()| stored),
-            (stored, _) => stored,
-        };
+        if let (Ok(grant), Some(agent)) = (&stored, s.agent_id)
+            && let Err(e) = self.delegate(s, &change, grant, agent).await
+        {
+            tracing::error!(error = %e, "connect: grant stored but its delegation was not");
+            let error = ConnectError {
+                code: "delegation_not_stored".into(),
+                message: format!(
+                    "the account was connected (the grant exists) but its delegation to the \
+                     agent was not stored: {e}"
+                ),
+            };
+            return self.fail(s, info, error, popup).await;
+        }
         match stored {
             Ok(stored) => {
                 repo::finish(
@@ -960,6 +966,7 @@ fn change_for(s: &SessionRecord) -> Change {
         caller: None,
         request_id: None,
         reason: None,
+        impersonated_by: None,
     }
 }
 

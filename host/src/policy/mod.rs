@@ -680,14 +680,14 @@ fn entry(action: Action, change: &Change, r: &RuleRecord) -> AuditEntry {
         caller: change.caller.clone(),
         request_id: change.request_id.clone(),
         reason: change.reason.clone(),
-        detail: json!({
+        detail: change.annotate(json!({
             "via": change.origin.via.as_str(),
             "rule_id": r.id,
             "name": r.name,
             "kind": r.kind,
             "applies_to": if r.layer == "app" { "app".to_owned() } else { format!("{}:{}", r.layer, r.target) },
             "cedar": r.cedar,
-        }),
+        })),
         ..AuditEntry::new(action, change.origin.actor.clone(), Outcome::Ok)
     }
 }

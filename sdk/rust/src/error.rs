@@ -267,8 +267,13 @@ impl Error {
                     detail: lenient.detail,
                     code: lenient.code,
                     missing_scopes,
-                    candidates: None,
-                    rule: None,
+                    // Candidates this SDK can read; one it cannot is left out, not the error.
+                    candidates: lenient.candidates.map(|list| {
+                        list.into_iter()
+                            .filter_map(|c| serde_json::from_value(c).ok())
+                            .collect()
+                    }),
+                    rule: lenient.rule,
                 },
             );
         }
@@ -354,6 +359,10 @@ struct LenientProblem {
     detail: String,
     #[serde(default)]
     missing_scopes: Option<Vec<String>>,
+    #[serde(default)]
+    candidates: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    rule: Option<String>,
 }
 
 #[cfg(test)]

@@ -271,6 +271,22 @@ fn each_agent_reaches_exactly_its_own_and_delegated_grants() -> Result<()> {
                     .len()
                     == 2
             );
+            // A change made acting as the agent is the agent's, naming the app key.
+            let ended = acting.revoke_delegation(&d_u1.id, None).await?;
+            ensure!(ended.revoked_by.as_deref() == Some("agent"), "{ended:?}");
+            let rows = rig
+                .a
+                .audit()
+                .action("delegation.revoke")
+                .list()
+                .await?
+                .items;
+            ensure!(
+                rows.len() == 1
+                    && rows[0].actor_id == rig.a1_id
+                    && rows[0].detail["impersonated_by"] == whoami.key_id.as_str(),
+                "{rows:?}"
+            );
             Ok(())
         })
     })
