@@ -124,6 +124,149 @@ both_backends! {
     grant_cannot_use_another_apps_credential => grant_cannot_use_another_apps_credential;
     grant_and_credential_read_together_match_separate_reads =>
         grant_and_credential_read_together_match_separate_reads;
+    delegations_stay_within_their_app_and_one_is_live_per_pair =>
+        delegations_stay_within_their_app_and_one_is_live_per_pair;
+}
+
+/// Apps `a` and `b`, a data key, and a system Stripe grant of `a` with its credential.
+async fn two_apps_and_a_grant(
+    s: &Store,
+    now: Timestamp,
+) -> anyhow::Result<(apps::App, apps::App, super::grants::GrantRecord)> {
+    use tessera_proto::grants::{GrantKind, GrantStatus, Principal};
+
+    use super::credentials::CredentialRecord;
+    use super::grants::GrantRecord;
+    use super::{CredentialId, GrantId, credentials, grants};
+
+    let a = apps::create(s, "a", now).await?;
+    let b = apps::create(s, "b", now).await?;
+    data_keys::insert(
+        s,
+        &data_keys::DataKeyRecord {
+            version: 1,
+            wrapped: vec![1; 60],
+            wrapped_by: "fp".into(),
+            created_at: now,
+        },
+    )
+    .await?;
+    let credential = CredentialRecord {
+        id: CredentialId::new(),
+        app_id: a.id,
+        provider: "stripe".into(),
+        sealed: vec![1],
+        key_version: 1,
+        metadata: BTreeMap::new(),
+        expires_at: None,
+        revision: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    credentials::insert(s, &credential).await?;
+    let grant = GrantRecord {
+        id: GrantId::new(),
+        app_id: a.id,
+        provider: "stripe".into(),
+        principal: Principal::System,
+        credential_id: credential.id,
+        kind: GrantKind::ManagedSecret,
+        account_label: String::new(),
+        scopes: Vec::new(),
+        status: GrantStatus::Active,
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+        revoked_at: None,
+        valid_until: None,
+    };
+    grants::insert(s, &grant).await?;
+    Ok((a, b, grant))
+}
+
+/// The database holds delegations to their app: a delegation naming another app's grant or
+/// agent is refused by the composite foreign keys, whatever the service checks. One live
+/// delegation per grant and agent; an expired one is closed to make room; revoking for the
+/// grant ends the live ones only.
+async fn delegations_stay_within_their_app_and_one_is_live_per_pair(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    use super::delegations::{self, DelegationOrigin, DelegationRecord, RevokedBy};
+    use super::{DelegationId, agents};
+
+    let s = db.store();
+    let now = Timestamp::from_unix_millis(1_700_000_000_000);
+    let (a, b, grant) = two_apps_and_a_grant(s, now).await?;
+    let bot_a = agents::create(s, a.id, "bot", now).await?;
+    let bot_b = agents::create(s, b.id, "bot", now).await?;
+    let delegation = |app, agent, expires_at| DelegationRecord {
+        id: DelegationId::new(),
+        app_id: app,
+        grant_id: grant.id,
+        agent_id: agent,
+        origin: DelegationOrigin::Operator,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        revoked_by: None,
+    };
+    // Another app's agent, or the grant under another app: refused by the database.
+    assert!(
+        delegations::insert(s, &delegation(a.id, bot_b.id, None))
+            .await
+            .is_err()
+    );
+    assert!(
+        delegations::insert(s, &delegation(b.id, bot_b.id, None))
+            .await
+            .is_err()
+    );
+
+    // One live delegation per pair; an expired one is closed to make room for a new one.
+    let hour = std::time::Duration::from_hours(1);
+    let first = delegation(a.id, bot_a.id, Some(now.plus(hour)));
+    delegations::insert(s, &first).await?;
+    assert!(matches!(
+        delegations::insert(s, &delegation(a.id, bot_a.id, None)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let later = now.plus(hour * 2);
+    assert!(
+        delegations::live_for(s, a.id, grant.id, bot_a.id, later)
+            .await?
+            .is_none()
+    );
+    delegations::close_expired(s, a.id, grant.id, bot_a.id, later).await?;
+    let closed = delegations::get(s, a.id, first.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("kept as history"))?;
+    assert_eq!(closed.revoked_by, Some(RevokedBy::Expired));
+    assert_eq!(closed.revoked_at, first.expires_at);
+    let second = delegation(a.id, bot_a.id, None);
+    delegations::insert(s, &second).await?;
+    assert_eq!(
+        delegations::live_for(s, a.id, grant.id, bot_a.id, later)
+            .await?
+            .map(|d| d.id),
+        Some(second.id)
+    );
+    // Another app sees none of it; revoking for the grant ends the live one only.
+    assert!(delegations::get(s, b.id, second.id).await?.is_none());
+    assert_eq!(
+        delegations::revoke_for_grant(s, a.id, grant.id, later).await?,
+        1
+    );
+    let ended = delegations::get(s, a.id, second.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("kept as history"))?;
+    assert_eq!(ended.revoked_by, Some(RevokedBy::Grant));
+    assert_eq!(
+        delegations::get(s, a.id, first.id)
+            .await?
+            .and_then(|d| d.revoked_by),
+        Some(RevokedBy::Expired)
+    );
+    Ok(())
 }
 
 /// The joined read of the call path returns exactly what the two separate reads return,
