@@ -8,6 +8,7 @@ pub mod calls;
 pub mod connect;
 pub mod delegations;
 pub mod grants;
+pub mod identity;
 pub mod policy;
 pub mod problem;
 pub mod providers;

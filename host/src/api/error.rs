@@ -60,6 +60,9 @@ pub enum ApiError {
     /// A policy rule operation failed.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// An identity provider operation failed.
+    #[error(transparent)]
+    Idp(#[from] crate::identity::config::IdpConfigError),
     /// A service the request needs failed (database, audit); the cause is logged.
     #[error("{0}")]
     Internal(String),
@@ -87,6 +90,7 @@ impl ApiError {
             Self::Agent(e) => e.code(),
             Self::Delegation(e) => e.code(),
             Self::Policy(e) => e.code(),
+            Self::Idp(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -115,6 +119,9 @@ impl ApiError {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::Policy(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Self::Idp(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -16,6 +16,7 @@ mod connect;
 mod delegations;
 mod error;
 mod grants;
+mod idp;
 pub mod openapi;
 mod policy;
 mod provider_config;
@@ -55,6 +56,8 @@ pub struct ApiState {
     pub delegations: crate::delegations::Delegations,
     /// The apps' policy rules (the same service the calls decide with).
     pub policies: crate::policy::Policies,
+    /// The apps' identity providers.
+    pub idps: crate::identity::config::IdpConfigs,
     /// Resolves key ids to signing keys (database + key ring).
     pub keys: DbKeyResolver,
     /// Single-use nonces (database).
@@ -99,6 +102,10 @@ impl ApiState {
             agents: apps.agents(),
             delegations: crate::delegations::Delegations::new(grants.store().clone()),
             policies: calls.policies().clone(),
+            idps: crate::identity::config::IdpConfigs::new(
+                grants.store().clone(),
+                grants.audit().clone(),
+            ),
             apps,
             grants,
             calls,
@@ -129,6 +136,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/providers/{id}/config"),
     ("GET", "/v1/providers/{id}/config"),
     ("DELETE", "/v1/providers/{id}/config"),
+    ("GET", "/v1/idp"),
+    ("PUT", "/v1/idp"),
+    ("DELETE", "/v1/idp"),
     ("POST", "/v1/managed-secrets"),
     ("GET", "/v1/grants"),
     ("GET", "/v1/grants/{id}"),
@@ -174,6 +184,10 @@ where
             put(provider_config::put_config)
                 .get(provider_config::get_config)
                 .delete(provider_config::delete_config),
+        )
+        .route(
+            "/v1/idp",
+            get(idp::get_idp).put(idp::put_idp).delete(idp::delete_idp),
         )
         .route("/v1/managed-secrets", post(grants::set_managed_secret))
         .route("/v1/grants", get(grants::list_grants))

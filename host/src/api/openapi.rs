@@ -54,6 +54,9 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         super::provider_config::put_config,
         super::provider_config::get_config,
         super::provider_config::delete_config,
+        super::idp::get_idp,
+        super::idp::put_idp,
+        super::idp::delete_idp,
         super::grants::set_managed_secret,
         super::grants::list_grants,
         super::grants::get_grant,
@@ -91,7 +94,7 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
     tags(
         (name = "meta", description = "Health, readiness, metrics and this document; no authentication."),
         (name = "keys", description = "The signing key itself."),
-        (name = "providers", description = "The providers this host has loaded, and the app's OAuth client configuration for each."),
+        (name = "providers", description = "The providers this host has loaded, the app's OAuth client configuration for each, and the app's identity provider (whose tokens a call's `user_token` is verified against)."),
         (name = "grants", description = "Grants (a principal's access to a provider) and managed secrets."),
         (name = "calls", description = "Calls to providers: retrieve mode and proxy mode."),
         (name = "audit", description = "The app's audit log (for an agent key: the rows where that agent acted)."),

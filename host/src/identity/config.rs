@@ -1,4 +1,4 @@
-//! Each app's identity provider as a service for the CLI (and, next, the admin API): the
+//! Each app's identity provider as a service for the CLI and the admin API (`/v1/idp`): the
 //! settings checked, stored (`store::idp_configs`), audited (`idp.configure`, `idp.remove`)
 //! and turned into the [`IdpConfig`] the [`super::Verifier`] uses.
 
@@ -45,6 +45,55 @@ pub enum IdpConfigError {
     /// The change was made but its audit row could not be written.
     #[error("the change was applied but could not be recorded in the audit log")]
     AuditUnavailable(#[source] AuditError),
+}
+
+impl IdpConfigError {
+    /// The stable machine code of the API problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid_request",
+            Self::NotFound => "idp_not_configured",
+            Self::Store(_) => "internal_error",
+            Self::AuditUnavailable(_) => "audit_unavailable",
+        }
+    }
+
+    /// The HTTP status of the API problem.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) => 400,
+            Self::NotFound => 404,
+            Self::Store(_) => 500,
+            Self::AuditUnavailable(_) => 503,
+        }
+    }
+}
+
+impl From<tessera_proto::identity::IdpConfigRequest> for IdpSettings {
+    fn from(r: tessera_proto::identity::IdpConfigRequest) -> Self {
+        Self {
+            issuer: r.issuer,
+            jwks_url: r.jwks_url,
+            audiences: r.audiences,
+            groups_claim: r.groups_claim,
+            algorithms: r.algorithms,
+            leeway_secs: r.leeway_secs,
+        }
+    }
+}
+
+/// The wire form of a stored identity provider.
+pub fn to_wire(r: &IdpConfigRecord) -> tessera_proto::identity::IdpConfigView {
+    tessera_proto::identity::IdpConfigView {
+        issuer: r.issuer.clone(),
+        jwks_url: r.jwks_url.clone(),
+        audiences: r.audiences.clone(),
+        groups_claim: r.groups_claim.clone(),
+        algorithms: r.algorithms.clone(),
+        leeway_secs: r.leeway_secs,
+        created_at: r.created_at.to_rfc3339(),
+        updated_at: r.updated_at.to_rfc3339(),
+    }
 }
 
 /// The algorithm named `name`, if it is one [`super::Verifier`] accepts.

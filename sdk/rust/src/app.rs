@@ -18,6 +18,7 @@ use tessera_proto::delegations::{CreateDelegationRequest, Delegation, Delegation
 use tessera_proto::grants::{
     Grant, GrantTtlRequest, ManagedSecretRequest, ManagedSecretResponse, RevokeRequest,
 };
+use tessera_proto::identity::{IdpConfigRequest, IdpConfigView};
 use tessera_proto::policy::{PolicyRule, PolicyRulePage, RuleRequest};
 use tessera_proto::providers::{ProviderConfigRequest, ProviderConfigView, ProviderSummary};
 use tessera_proto::scopes::Scope;
@@ -313,6 +314,38 @@ impl App {
                 Method::DELETE,
                 self.endpoint(&["v1", "grants", id], &[]),
                 body,
+            )
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(read_host_error(status, response).await)
+    }
+
+    /// `PUT /v1/idp` (`providers:write`, app keys only): trusts this identity provider for
+    /// the app's end users' tokens, replacing any earlier one.
+    pub async fn configure_idp(&self, idp: &IdpConfigRequest) -> Result<IdpConfigView, Error> {
+        let body = serde_json::to_vec(idp)
+            .map_err(|e| Error::InvalidInput(format!("identity provider: {e}")))?;
+        self.call_json(Method::PUT, self.endpoint(&["v1", "idp"], &[]), body)
+            .await
+    }
+
+    /// `GET /v1/idp` (`providers:write`): the app's identity provider
+    /// (`idp_not_configured` when it has none).
+    pub async fn idp(&self) -> Result<IdpConfigView, Error> {
+        self.call_json(Method::GET, self.endpoint(&["v1", "idp"], &[]), Vec::new())
+            .await
+    }
+
+    /// `DELETE /v1/idp` (`providers:write`): stops trusting the app's identity provider.
+    pub async fn remove_idp(&self) -> Result<(), Error> {
+        let response = self
+            .send_signed(
+                Method::DELETE,
+                self.endpoint(&["v1", "idp"], &[]),
+                Vec::new(),
             )
             .await?;
         let status = response.status();

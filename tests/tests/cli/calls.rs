@@ -513,6 +513,34 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
                     .await
                     .map(|_| ()),
             )?;
+            let idp = tessera_proto::identity::IdpConfigRequest {
+                issuer: "https://idp.example.com".into(),
+                jwks_url: None,
+                audiences: vec!["billing".into()],
+                groups_claim: None,
+                algorithms: Vec::new(),
+                leeway_secs: 60,
+            };
+            expect(
+                Scope::ProvidersWrite,
+                without(Scope::ProvidersWrite)
+                    .configure_idp(&idp)
+                    .await
+                    .map(|_| ()),
+            )?;
+            rig.a.configure_idp(&idp).await?;
+            expect(
+                Scope::ProvidersWrite,
+                without(Scope::ProvidersWrite).idp().await.map(|_| ()),
+            )?;
+            expect(
+                Scope::ProvidersWrite,
+                without(Scope::ProvidersWrite).remove_idp().await,
+            )?;
+            ensure!(
+                rig.a.idp().await?.issuer == idp.issuer,
+                "a refused removal took effect"
+            );
             let delegation = rig.a.delegate(&grant.id, &agent.id, None).await?;
             expect(
                 Scope::AgentsWrite,

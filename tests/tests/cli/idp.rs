@@ -179,3 +179,79 @@ fn the_verifier_accepts_the_servers_id_tokens_and_refuses_the_rest() -> Result<(
         Ok(())
     })
 }
+
+/// `GET`/`PUT`/`DELETE /v1/idp` through the SDK: the same checks and audit rows as the CLI,
+/// app keys only, and another app sees nothing of it.
+#[test]
+fn the_idp_admin_api_configures_shows_and_removes() -> Result<()> {
+    on_both_backends(|dir, env| {
+        let rt = super::calls::runtime()?;
+        init_with_app(dir, env)?;
+        json_of(&tessera_env(
+            dir,
+            env,
+            &["app", "create", "other", "--json"],
+        )?)?;
+        json_of(&tessera_env(
+            dir,
+            env,
+            &["agent", "create", "bot", "--app", "billing", "--json"],
+        )?)?;
+        let key = super::calls::create_key(dir, env, "billing")?;
+        let other_key = super::calls::create_key(dir, env, "other")?;
+        let bot_key = super::delegations::agent_key(dir, env, "billing", "bot")?;
+        let host = super::serve::start_with(dir, None, env)?;
+        let url = format!("http://{}", host.addr);
+        let (app, other, bot) = (
+            tessera_sdk::App::new(&key, &url)?,
+            tessera_sdk::App::new(&other_key, &url)?,
+            tessera_sdk::App::new(&bot_key, &url)?,
+        );
+        rt.block_on(async {
+            let code = |e: tessera_sdk::Error| e.code().unwrap_or_default().to_owned();
+            ensure!(code(app.idp().await.err().context("none yet")?) == "idp_not_configured");
+            let mut request = tessera_proto::identity::IdpConfigRequest {
+                issuer: "http://idp.example.com".into(),
+                jwks_url: None,
+                audiences: vec!["billing-web".into()],
+                groups_claim: Some("groups".into()),
+                algorithms: vec!["RS256".into()],
+                leeway_secs: 30,
+            };
+            let refused = app
+                .configure_idp(&request)
+                .await
+                .err()
+                .context("http issuer")?;
+            ensure!(
+                code(refused) == "invalid_request",
+                "a non-https issuer is refused"
+            );
+            request.issuer = "https://idp.example.com".into();
+            request.algorithms = vec!["HS256".into()];
+            let refused = app.configure_idp(&request).await.err().context("HS256")?;
+            ensure!(code(refused) == "invalid_request", "HMAC is refused");
+            request.algorithms = vec!["RS256".into()];
+            let stored = app.configure_idp(&request).await?;
+            ensure!(
+                stored.issuer == request.issuer
+                    && stored.audiences == request.audiences
+                    && stored.leeway_secs == 30,
+                "{stored:?}"
+            );
+            ensure!(app.idp().await? == stored);
+            ensure!(code(other.idp().await.err().context("other app")?) == "idp_not_configured");
+            ensure!(code(bot.idp().await.err().context("agent key")?) == "app_key_required");
+            app.remove_idp().await?;
+            ensure!(code(app.idp().await.err().context("removed")?) == "idp_not_configured");
+            let rows = app.audit().list().await?.items;
+            let actions: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.action.starts_with("idp."))
+                .map(|r| r.action.as_str())
+                .collect();
+            ensure!(actions == ["idp.configure", "idp.remove"], "{actions:?}");
+            Ok(())
+        })
+    })
+}
