@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tessera_proto::signing::{
-    ApiKey, KeyKind, Message, RequestToSign, SignatureParams, content_digest, sign_request,
-    signature_base,
+    ApiKey, KeyKind, Message, OPTIONAL_COVERED_HEADERS, RequestToSign, SignatureParams,
+    content_digest, sign_request, signature_base,
 };
 
 use super::*;
@@ -416,6 +416,72 @@ async fn missing_or_malformed_fields_are_rejected_with_their_codes() {
         code(&doubled, "POST", BODY, NOW).await,
         "signature_malformed"
     );
+}
+
+/// Headers of a request whose signature also covers `extra` (name, value) fields, sent
+/// with them.
+fn signed_covering(key: &ApiKey, extra: &[(&str, &str)]) -> HeaderMap {
+    let digest = content_digest(BODY);
+    let mut fields = vec![("content-digest", digest.as_str())];
+    fields.extend_from_slice(extra);
+    let mut components = vec!["@method", "@target-uri", "content-digest"];
+    components.extend(extra.iter().map(|(n, _)| *n));
+    let params = profile_params(&components, standard_params());
+    let base = signature_base(
+        &Message {
+            method: "POST",
+            target_uri: URI,
+            headers: &fields,
+        },
+        &params,
+    )
+    .unwrap();
+    let sig = STANDARD.encode(key.signing_key().sign(base.as_bytes()));
+    let input = format!("tsr={}", params.serialize());
+    let signature = format!("tsr=:{sig}:");
+    let mut all = vec![
+        ("content-digest", digest.as_str()),
+        ("signature-input", input.as_str()),
+        ("signature", signature.as_str()),
+    ];
+    all.extend_from_slice(extra);
+    headers(&all)
+}
+
+/// Each optional header (constraints, caller, the agent an app key acts as) counts only when
+/// the signature covers it: added on the way, stripped on the way, or changed on the way,
+/// the request is refused.
+#[tokio::test]
+async fn optional_headers_are_accepted_only_as_signed() {
+    let key = app_key();
+    for name in OPTIONAL_COVERED_HEADERS {
+        let covered = signed_covering(&key, &[(name, "value-1")]);
+        assert_eq!(code(&covered, "POST", BODY, NOW).await, "ok", "{name}");
+
+        let mut added = signed_covering(&key, &[]);
+        added.insert(name, HeaderValue::from_static("value-1"));
+        assert_eq!(
+            code(&added, "POST", BODY, NOW).await,
+            "signature_components_invalid",
+            "{name} added"
+        );
+
+        let mut stripped = covered.clone();
+        stripped.remove(name);
+        assert_eq!(
+            code(&stripped, "POST", BODY, NOW).await,
+            "signature_components_invalid",
+            "{name} stripped"
+        );
+
+        let mut changed = covered.clone();
+        changed.insert(name, HeaderValue::from_static("value-2"));
+        assert_eq!(
+            code(&changed, "POST", BODY, NOW).await,
+            "signature_invalid",
+            "{name} changed"
+        );
+    }
 }
 
 #[tokio::test]
