@@ -40,7 +40,10 @@ use tessera_proto::grants::GrantKind;
 /// The largest request body a proxied call may carry, in bytes (after base64 decoding).
 pub const MAX_PROXY_BODY: usize = 768 * 1024;
 
+mod approvals;
 mod resolve;
+
+pub use approvals::{ApprovalFilter, MAX_WAIT};
 
 /// Who makes a call, as the audit log records it.
 #[derive(Debug, Clone)]
@@ -182,6 +185,82 @@ pub enum CallError {
     /// The app's policy rules could not be read: the call is refused (fail closed).
     #[error("the app's policy rules could not be read, so the call was refused")]
     PolicyUnavailable,
+    /// A retrieve call on a grant that a require-approval rule covers.
+    #[error(
+        "policy rule {rule:?} makes calls with this grant wait for a person's approval, so the grant is used only in proxy mode (there is no setting that changes this)"
+    )]
+    HitlRequiresProxy {
+        /// The rule's name.
+        rule: String,
+    },
+    /// A require-approval rule matched a proxy call (internal: [`Calls::proxy`] turns it
+    /// into [`CallError::ApprovalPending`] once the request is stored).
+    #[error("policy rule {rule_name:?} holds this call for a person's approval")]
+    Held {
+        /// The rule's name.
+        rule_name: String,
+        /// How long a person has to decide, in seconds.
+        ttl_secs: u32,
+    },
+    /// The proxied call waits for a person (`202`).
+    #[error(
+        "policy rule {rule:?} holds this call for a person's approval (approval {approval_id}, until {expires_at}); poll GET /v1/approvals/{approval_id}/outcome"
+    )]
+    ApprovalPending {
+        /// The approval.
+        approval_id: String,
+        /// Its deadline (RFC 3339).
+        expires_at: String,
+        /// The rule's name.
+        rule: String,
+    },
+    /// No approval with this id is visible to the caller.
+    #[error("no approval {id} is visible to this key")]
+    ApprovalNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// The approval was decided (or expired) already.
+    #[error("approval {id} is {status} already; a decision is final")]
+    ApprovalDecided {
+        /// The approval.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// The approval was denied.
+    #[error("approval {id} was denied{}", .note.as_ref().map(|n| format!(": {n}")).unwrap_or_default())]
+    ApprovalDenied {
+        /// The approval.
+        id: String,
+        /// The decider's note.
+        note: Option<String>,
+    },
+    /// Nobody decided in time.
+    #[error("approval {id} expired before anyone decided it")]
+    ApprovalExpired {
+        /// The approval.
+        id: String,
+    },
+    /// The decision's hash is not the stored request's, or the stored request no longer
+    /// opens or matches its hash: nothing was sent.
+    #[error("{0}")]
+    ApprovalMismatch(String),
+    /// The approved request could not be sent.
+    #[error("approval {id} was approved but its request failed ({code}): {detail}")]
+    ApprovalFailed {
+        /// The approval.
+        id: String,
+        /// The call error code.
+        code: String,
+        /// Why.
+        detail: String,
+    },
+    /// Only an app key (or the operator, or the grant's user) may decide approvals.
+    #[error(
+        "approvals are decided by an operator, an app key or the grant's user, never by an agent key"
+    )]
+    AppKeyRequired,
 }
 
 impl CallError {
@@ -224,6 +303,15 @@ impl CallError {
             CallError::PolicyDenied { .. } => codes::POLICY_DENIED,
             CallError::RateLimited { .. } => codes::RATE_LIMITED,
             CallError::PolicyUnavailable => codes::POLICY_UNAVAILABLE,
+            CallError::HitlRequiresProxy { .. } => codes::HITL_GRANT_REQUIRES_PROXY,
+            CallError::Held { .. } | CallError::ApprovalPending { .. } => codes::APPROVAL_PENDING,
+            CallError::ApprovalNotFound { .. } => codes::APPROVAL_NOT_FOUND,
+            CallError::ApprovalDecided { .. } => codes::APPROVAL_DECIDED,
+            CallError::ApprovalDenied { .. } => codes::APPROVAL_DENIED,
+            CallError::ApprovalExpired { .. } => codes::APPROVAL_EXPIRED,
+            CallError::ApprovalMismatch(_) => codes::APPROVAL_MISMATCH,
+            CallError::ApprovalFailed { .. } => "approval_failed",
+            CallError::AppKeyRequired => "app_key_required",
         }
     }
 
@@ -236,18 +324,30 @@ impl CallError {
 /// The HTTP status of a call or grant error code.
 pub fn status_for_code(code: &str) -> u16 {
     match code {
-        codes::GRANT_NOT_FOUND | codes::PROVIDER_NOT_FOUND => 404,
-        codes::GRANT_REVOKED | codes::GRANT_EXPIRED => 410,
-        codes::GRANT_REAUTH_REQUIRED | codes::AMBIGUOUS_GRANT | "grant_conflict" => 409,
+        codes::APPROVAL_PENDING => 202,
+        codes::GRANT_NOT_FOUND | codes::PROVIDER_NOT_FOUND | codes::APPROVAL_NOT_FOUND => 404,
+        codes::GRANT_REVOKED | codes::GRANT_EXPIRED | codes::APPROVAL_EXPIRED => 410,
+        codes::GRANT_REAUTH_REQUIRED
+        | codes::AMBIGUOUS_GRANT
+        | "grant_conflict"
+        | codes::APPROVAL_DECIDED
+        | codes::APPROVAL_MISMATCH => 409,
         codes::USER_TOKEN_INVALID | codes::USER_TOKEN_EXPIRED => 401,
-        codes::SCOPE_REAUTH_REQUIRED | codes::POLICY_DENIED => 403,
+        codes::SCOPE_REAUTH_REQUIRED
+        | codes::POLICY_DENIED
+        | codes::APPROVAL_DENIED
+        | "app_key_required" => 403,
         codes::RATE_LIMITED => 429,
-        codes::INVALID_REQUEST | codes::HOST_NOT_ALLOWED | codes::IDP_NOT_CONFIGURED => 400,
+        codes::INVALID_REQUEST
+        | codes::HOST_NOT_ALLOWED
+        | codes::IDP_NOT_CONFIGURED
+        | codes::HITL_GRANT_REQUIRES_PROXY => 400,
         codes::PROVIDER_REJECTED => 422,
         codes::PROVIDER_UNREACHABLE
         | codes::COMPONENT_FAILED
         | codes::RESPONSE_TOO_LARGE
-        | codes::REFRESH_FAILED => 502,
+        | codes::REFRESH_FAILED
+        | "approval_failed" => 502,
         codes::AUDIT_UNAVAILABLE | codes::IDP_UNAVAILABLE | codes::POLICY_UNAVAILABLE => 503,
         _ => 500,
     }
@@ -419,35 +519,8 @@ impl Calls {
         outcome: Outcome,
         extra: serde_json::Value,
     ) -> Result<(), AuditError> {
-        let mut detail = trail.detail;
-        let latency_ms = trail.started.elapsed().as_secs_f64() * 1000.0;
-        detail.insert("latency_ms".into(), json!(latency_ms));
-        if let Some(agent) = cx.agent() {
-            detail.insert("agent_id".into(), json!(agent.to_string()));
-            if cx.impersonating {
-                detail.insert("impersonated_by".into(), json!(cx.key_id));
-            }
-        }
-        if let serde_json::Value::Object(extra) = extra {
-            detail.extend(extra);
-        }
         self.audit
-            .record(AuditEntry {
-                at: Timestamp::now(),
-                app_id: Some(cx.owner.app_id),
-                actor: cx.actor(),
-                key_id: Some(cx.key_id.clone()),
-                caller: cx.caller.clone(),
-                action: trail.action,
-                provider: trail.provider,
-                grant_id: trail.grant_id,
-                principal: trail.principal,
-                outcome,
-                reason: trail.note.reason,
-                context: trail.note.context,
-                request_id: Some(cx.request_id.clone()),
-                detail: serde_json::Value::Object(detail),
-            })
+            .record(entry_of(cx, trail, outcome, extra))
             .await
             .map(|_| ())
     }
@@ -466,7 +539,8 @@ impl Calls {
             | codes::USER_TOKEN_EXPIRED
             | codes::IDP_NOT_CONFIGURED
             | codes::POLICY_DENIED
-            | codes::RATE_LIMITED => Outcome::Denied,
+            | codes::RATE_LIMITED
+            | codes::HITL_GRANT_REQUIRES_PROXY => Outcome::Denied,
             _ => Outcome::Error,
         };
         let extra = json!({ "error": e.code() });
@@ -657,6 +731,24 @@ impl Calls {
                 );
                 Ok(())
             }
+            Verdict::Hold {
+                rules,
+                rule_id,
+                rule_name,
+                ttl_secs,
+            } => {
+                trail.detail.insert(
+                    "policy".into(),
+                    json!({ "decision": "hold", "rules": rules, "rule_id": rule_id, "rule": rule_name }),
+                );
+                Err(match ask.action {
+                    CallAction::Retrieve => CallError::HitlRequiresProxy { rule: rule_name },
+                    CallAction::Proxy => CallError::Held {
+                        rule_name,
+                        ttl_secs,
+                    },
+                })
+            }
             Verdict::Deny {
                 rule_id,
                 rule_name,
@@ -726,6 +818,10 @@ impl Calls {
                     .map_err(CallError::AuditUnavailable)?;
                 Ok(response)
             }
+            Err(CallError::Held {
+                rule_name,
+                ttl_secs,
+            }) => Err(self.hold(cx, &request, trail, rule_name, ttl_secs).await),
             Err(e) => Err(self.fail(cx, trail, e).await),
         }
     }
@@ -802,21 +898,27 @@ impl Calls {
                 trail,
             )
             .await?;
-        let provider = resolved.grant.provider.clone();
-        let info = resolved.plugin.info().clone();
-        let headers: Vec<(String, String)> = request
-            .headers
-            .iter()
-            .filter(|(n, _)| !egress::is_hop_by_hop(n))
-            .cloned()
-            .collect();
-        let body_len = body.len();
         let described = HttpRequest {
             method,
             url: request.url.clone(),
-            headers,
+            headers: forwarded_headers(&request.headers),
             body,
         };
+        self.send(resolved, described, trail).await
+    }
+
+    /// Signs `described` with the resolved grant, sends it (refreshing once after a `401`
+    /// where the provider allows), and returns the provider's answer and the audit row's
+    /// wire metadata.
+    async fn send(
+        &self,
+        resolved: Resolved,
+        described: HttpRequest,
+        trail: &mut Trail,
+    ) -> Result<(ProxyResponse, serde_json::Value), CallError> {
+        let provider = resolved.grant.provider.clone();
+        let info = resolved.plugin.info().clone();
+        let body_len = described.body.len();
         let mut signed = self.sign(&resolved, described.clone()).await?;
         self.grants.touch(resolved.grant.id).await;
         let mut open = self
@@ -876,6 +978,52 @@ impl Calls {
             wire,
         ))
     }
+}
+
+/// The audit row of a call: the trail, the outcome and the action-specific `extra` facts.
+fn entry_of(
+    cx: &CallContext,
+    trail: Trail,
+    outcome: Outcome,
+    extra: serde_json::Value,
+) -> AuditEntry {
+    let mut detail = trail.detail;
+    let latency_ms = trail.started.elapsed().as_secs_f64() * 1000.0;
+    detail.insert("latency_ms".into(), json!(latency_ms));
+    if let Some(agent) = cx.agent() {
+        detail.insert("agent_id".into(), json!(agent.to_string()));
+        if cx.impersonating {
+            detail.insert("impersonated_by".into(), json!(cx.key_id));
+        }
+    }
+    if let serde_json::Value::Object(extra) = extra {
+        detail.extend(extra);
+    }
+    AuditEntry {
+        at: Timestamp::now(),
+        app_id: Some(cx.owner.app_id),
+        actor: cx.actor(),
+        key_id: Some(cx.key_id.clone()),
+        caller: cx.caller.clone(),
+        action: trail.action,
+        provider: trail.provider,
+        grant_id: trail.grant_id,
+        principal: trail.principal,
+        outcome,
+        reason: trail.note.reason,
+        context: trail.note.context,
+        request_id: Some(cx.request_id.clone()),
+        detail: serde_json::Value::Object(detail),
+    }
+}
+
+/// The headers of a proxied request that are sent on: all but the hop-by-hop ones.
+fn forwarded_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(n, _)| !egress::is_hop_by_hop(n))
+        .cloned()
+        .collect()
 }
 
 fn check_method(method: &str) -> Result<String, CallError> {

@@ -25,6 +25,7 @@ use crate::store::apps::App;
 use crate::{conformance, keys, scaffold, server, setup};
 
 mod agents;
+mod approvals;
 mod audit;
 mod grants;
 mod idp;
@@ -91,6 +92,10 @@ pub enum Command {
     /// Cedar `forbid` policies): create, list, get, update, delete.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Human-in-the-loop approvals of an app: list, show the exact request, approve (sends
+    /// it once), deny.
+    #[command(subcommand)]
+    Approval(approvals::ApprovalCommand),
     /// Managed secrets: store or rotate a provider secret for an app.
     #[command(subcommand)]
     Secret(grants::SecretCommand),
@@ -232,6 +237,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             | Command::Agent(_)
             | Command::Idp(_)
             | Command::Policy(_)
+            | Command::Approval(_)
             | Command::Keys(_)
             | Command::Secret(_)
             | Command::Grant(_)
@@ -256,6 +262,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Agent(cmd) => with_apps(&config, |apps| agents::run(apps, cmd, args.json)),
         Command::Idp(cmd) => with_apps(&config, |apps| idp::run(apps, cmd, args.json)),
         Command::Policy(cmd) => with_apps(&config, |apps| policy::run(apps, cmd, args.json)),
+        Command::Approval(cmd) => {
+            let registry = registry(&config, false)?;
+            with_apps(&config, |apps| {
+                approvals::run(&config, apps, registry, cmd, args.json)
+            })
+        }
         Command::Secret(cmd) => {
             let registry = registry(&config, false)?;
             with_apps(&config, |apps| {

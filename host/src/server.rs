@@ -98,6 +98,7 @@ pub async fn serve(
     tokio::spawn(purge_nonces(apps.nonce_store()));
     let calls = Calls::new(grants, audit.clone())
         .with_refresh_skew(std::time::Duration::from_secs(config.refresh_skew_secs));
+    tokio::spawn(expire_approvals(calls.clone()));
     let api = ApiState::new(apps, calls, &origin).with_trusted_proxies(&config.trusted_proxies);
     let app = router(AppState {
         config,
@@ -151,6 +152,24 @@ async fn purge_nonces(nonces: crate::auth::DbNonceStore) {
         match nonces.purge_expired(crate::auth::unix_now()).await {
             Ok(n) => tracing::debug!(purged = n, "expired nonces deleted"),
             Err(e) => tracing::warn!(error = %e, "cannot delete expired nonces"),
+        }
+    }
+}
+
+/// How often approvals past their deadline are marked expired.
+const APPROVAL_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Marks approvals nobody decided in time as expired (with their audit rows), every few
+/// seconds; reading an approval past its deadline does the same for that one at once.
+async fn expire_approvals(calls: Calls) {
+    let mut every = tokio::time::interval(APPROVAL_SWEEP_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match calls.expire_overdue().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "approvals expired undecided"),
+            Err(e) => tracing::warn!(error = %e, "cannot expire overdue approvals"),
         }
     }
 }

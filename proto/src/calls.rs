@@ -169,7 +169,7 @@ pub struct ProxyRequest {
 /// two strings (`Vec<(String, String)>` serialises as arrays, not objects, so that order and
 /// repeated names survive).
 #[cfg(feature = "openapi")]
-fn header_pairs() -> utoipa::openapi::schema::Array {
+pub fn header_pairs() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Type};
     let text = |what: &str| {
         ObjectBuilder::new()
@@ -245,4 +245,21 @@ pub mod codes {
     pub const RATE_LIMITED: &str = "rate_limited";
     /// The app's policy rules could not be read, so the call was refused (fail closed).
     pub const POLICY_UNAVAILABLE: &str = "policy_unavailable";
+    /// A retrieve call on a grant that requires approval (`400`): such grants are used only
+    /// in proxy mode, where the host sends the approved bytes itself. No setting changes this.
+    pub const HITL_GRANT_REQUIRES_PROXY: &str = "hitl_grant_requires_proxy";
+    /// The proxied call waits for a person (`202`): the problem's `approval_id` names the
+    /// approval; poll `GET /v1/approvals/{id}/outcome` (the SDK's `wait_for_approval`).
+    pub const APPROVAL_PENDING: &str = "approval_pending";
+    /// The approval was denied (`403`, final).
+    pub const APPROVAL_DENIED: &str = "approval_denied";
+    /// Nobody decided the approval in time (`410`, final).
+    pub const APPROVAL_EXPIRED: &str = "approval_expired";
+    /// No approval with this id is visible to the caller (`404`).
+    pub const APPROVAL_NOT_FOUND: &str = "approval_not_found";
+    /// The approval was already decided, so this decision was not taken (`409`).
+    pub const APPROVAL_DECIDED: &str = "approval_decided";
+    /// The decision named a request hash other than the stored request's, or the stored
+    /// request no longer matches its hash (`409`): nothing was sent.
+    pub const APPROVAL_MISMATCH: &str = "approval_mismatch";
 }

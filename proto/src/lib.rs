@@ -3,6 +3,7 @@
 //! sides must compute identically. Pure: no I/O.
 
 pub mod agents;
+pub mod approvals;
 pub mod audit;
 pub mod calls;
 pub mod connect;

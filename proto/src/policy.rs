@@ -54,6 +54,23 @@ pub enum RuleKind {
         /// `grant` or `agent`.
         per: String,
     },
+    /// Proxied calls matching `methods` and `paths` wait for a person's approval
+    /// (`202 approval_pending`); the approved request is sent once, exactly as stored.
+    /// Retrieve calls on a grant this rule covers are refused
+    /// (`400 hitl_grant_requires_proxy`) whatever they ask for: auth material handed out
+    /// is not bound to one request.
+    RequireApproval {
+        /// The methods that need approval (`POST`, …); empty: every method.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        methods: Vec<String>,
+        /// URL path patterns that need approval, `*` matching any characters
+        /// (`/gmail/v1/users/*/messages/send`); empty: every path.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        paths: Vec<String>,
+        /// How long a person has to decide, in seconds (5 to 604800); default 3600.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_secs: Option<u32>,
+    },
     /// A custom Cedar policy: one `forbid` policy, validated against the schema of
     /// `GET /v1/policy/schema`.
     Cedar {
@@ -71,6 +88,7 @@ impl RuleKind {
             Self::Groups { .. } => "groups",
             Self::Methods { .. } => "methods",
             Self::RateLimit { .. } => "rate_limit",
+            Self::RequireApproval { .. } => "require_approval",
             Self::Cedar { .. } => "cedar",
         }
     }

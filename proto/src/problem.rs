@@ -40,6 +40,9 @@ pub struct Problem {
     /// For `policy_denied`: the name of the policy rule that refused the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// For `approval_pending` and the other approval codes: the approval's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -57,6 +60,7 @@ mod tests {
             missing_scopes: None,
             candidates: None,
             rule: None,
+            approval_id: None,
         };
         let json = serde_json::to_value(&p).unwrap_or_default();
         assert_eq!(json["type"], "about:blank");

@@ -381,6 +381,11 @@ mod policy_cli;
 #[path = "cli/policy.rs"]
 mod policy;
 
+/// Human-in-the-loop approvals on real calls: held, shown, approved once or denied, the
+/// SDK waiting, altered bytes refused, expiry (tests/cli/approvals.rs).
+#[path = "cli/approvals.rs"]
+mod approvals;
+
 mod init {
     use super::*;
 

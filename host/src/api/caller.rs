@@ -67,6 +67,15 @@ impl Caller {
         Err(ApiError::InsufficientScope { missing })
     }
 
+    /// The app of an app key; an agent key (or an app key acting as an agent) is refused
+    /// with `403 app_key_required`: for routes that administer the app itself.
+    pub fn require_app_key(&self) -> Result<crate::store::AppId, ApiError> {
+        if self.principal.agent_id.is_some() {
+            return Err(crate::policy::PolicyError::AppKeyRequired.into());
+        }
+        Ok(self.principal.app_id)
+    }
+
     /// What `GET /v1/whoami` answers for this caller.
     pub fn whoami(&self) -> Whoami {
         let p = &self.principal;

@@ -47,7 +47,7 @@ fn context(caller: &Caller) -> CallContext {
     security(("tessera_signature" = ["tokens:retrieve"])),
     responses(
         (status = 200, description = "What to change on the described request before sending it.", body = RetrieveResponse),
-        (status = 400, description = "`invalid_request` (a bad URL, method, header, base64 or digest, malformed JSON or Tessera header, no provider declares the URL's host and none is named, a `provider` that is not the grant's), `host_not_allowed` (the URL's host is not one of the provider's), `idp_not_configured` (a `user_token` but the app has no identity provider), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`hitl_grant_requires_proxy` (a require-approval rule covers the grant: it is used only in proxy mode), `invalid_request` (a bad URL, method, header, base64 or digest, malformed JSON or Tessera header, no provider declares the URL's host and none is named, a `provider` that is not the grant's), `host_not_allowed` (the URL's host is not one of the provider's), `idp_not_configured` (a `user_token` but the app has no identity provider), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "The signature codes (see the security scheme), or `user_token_invalid` / `user_token_expired`: the call's `user_token` was refused.", body = Problem, content_type = "application/problem+json"),
         (status = 403, response = ScopeMissing),
         (status = 404, description = "`grant_not_found`: no grant with this id is visible to the caller (also another app's), or none fits a call that named none; `provider_not_found`.", body = Problem, content_type = "application/problem+json"),
@@ -97,6 +97,7 @@ pub(super) async fn retrieve(
                 ("tessera-upstream" = String, description = "The provider id."),
                 ("tessera-request-id" = String, description = "The host's id for this call."),
             )),
+        (status = 202, description = "`approval_pending`: a require-approval policy rule (`rule`) holds the call for a person; the exact request is stored and `approval_id` names it. Collect the outcome from `GET /v1/approvals/{id}/outcome`.", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "`invalid_request` (a bad URL, method, header, base64 or digest, malformed JSON or Tessera header, no provider declares the URL's host and none is named, a `provider` that is not the grant's), `host_not_allowed` (the URL's host is not one of the provider's), `idp_not_configured` (a `user_token` but the app has no identity provider), `body_unreadable`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "The signature codes (see the security scheme), or `user_token_invalid` / `user_token_expired`: the call's `user_token` was refused.", body = Problem, content_type = "application/problem+json"),
         (status = 403, response = ScopeMissing),
@@ -118,6 +119,12 @@ pub(super) async fn proxy(
     let request: ProxyRequest = json_body(&caller)?;
     let cx = context(&caller);
     let upstream = api.calls.proxy(&cx, request).await?;
+    Ok(relay(upstream, &cx.request_id))
+}
+
+/// The provider's response as the host relays it: its status, headers and body (streamed),
+/// plus `tessera-upstream` and `tessera-request-id`.
+pub(super) fn relay(upstream: crate::calls::ProxyResponse, request_id: &str) -> Response {
     let mut response = Response::new(Body::from_stream(upstream.body));
     *response.status_mut() =
         StatusCode::from_u16(upstream.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -133,8 +140,8 @@ pub(super) async fn proxy(
     if let Ok(v) = HeaderValue::from_str(&upstream.provider) {
         headers.insert(UPSTREAM_HEADER, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&cx.request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID_HEADER, v);
     }
-    Ok(response)
+    response
 }

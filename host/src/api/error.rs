@@ -146,7 +146,9 @@ impl ApiError {
             rule: match self {
                 Self::Call(
                     crate::calls::CallError::PolicyDenied { rule, .. }
-                    | crate::calls::CallError::RateLimited { rule, .. },
+                    | crate::calls::CallError::RateLimited { rule, .. }
+                    | crate::calls::CallError::HitlRequiresProxy { rule }
+                    | crate::calls::CallError::ApprovalPending { rule, .. },
                 ) => Some(rule.clone()),
                 _ => None,
             },
@@ -154,6 +156,19 @@ impl ApiError {
                 Self::Call(crate::calls::CallError::AmbiguousGrant { candidates, .. }) => {
                     Some(candidates.clone())
                 }
+                _ => None,
+            },
+            approval_id: match self {
+                Self::Call(
+                    crate::calls::CallError::ApprovalPending {
+                        approval_id: id, ..
+                    }
+                    | crate::calls::CallError::ApprovalNotFound { id }
+                    | crate::calls::CallError::ApprovalDecided { id, .. }
+                    | crate::calls::CallError::ApprovalDenied { id, .. }
+                    | crate::calls::CallError::ApprovalExpired { id }
+                    | crate::calls::CallError::ApprovalFailed { id, .. },
+                ) => Some(id.clone()),
                 _ => None,
             },
         }

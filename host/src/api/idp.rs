@@ -13,14 +13,6 @@ use super::openapi::{AuthUnavailable, BodyTooLarge, SignatureRejected, SignedHea
 use super::{ApiError, ApiState, Caller};
 use crate::identity::config::to_wire;
 
-/// The app of an app key; an agent key (or an app key acting as an agent) is refused.
-fn app_key(caller: &Caller) -> Result<crate::store::AppId, ApiError> {
-    if caller.principal.agent_id.is_some() {
-        return Err(crate::policy::PolicyError::AppKeyRequired.into());
-    }
-    Ok(caller.principal.app_id)
-}
-
 /// `GET /v1/idp`: the identity provider the app's end users' tokens are verified against.
 ///
 /// Scope: `providers:write`, with an app key. Errors: `idp_not_configured`,
@@ -47,7 +39,7 @@ pub(super) async fn get_idp(
     caller: Caller,
 ) -> Result<Json<IdpConfigView>, ApiError> {
     caller.require(&[Scope::ProvidersWrite])?;
-    let app = app_key(&caller)?;
+    let app = caller.require_app_key()?;
     Ok(Json(to_wire(&api.idps.get(app).await?)))
 }
 
@@ -79,7 +71,7 @@ pub(super) async fn put_idp(
     caller: Caller,
 ) -> Result<Json<IdpConfigView>, ApiError> {
     caller.require(&[Scope::ProvidersWrite])?;
-    let app = app_key(&caller)?;
+    let app = caller.require_app_key()?;
     let request: IdpConfigRequest = json_body(&caller)?;
     let change = change_of(&caller, &request_id(), None);
     let stored = api.idps.configure(app, &change, request.into()).await?;
@@ -113,7 +105,7 @@ pub(super) async fn delete_idp(
     caller: Caller,
 ) -> Result<axum::http::StatusCode, ApiError> {
     caller.require(&[Scope::ProvidersWrite])?;
-    let app = app_key(&caller)?;
+    let app = caller.require_app_key()?;
     let change = change_of(&caller, &request_id(), None);
     api.idps.remove(app, &change).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)

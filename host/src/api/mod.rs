@@ -9,6 +9,7 @@
 //! from request headers, or put a key, signature or token into a response or a log line.
 
 mod agents;
+mod approvals;
 mod audit;
 mod caller;
 mod calls;
@@ -146,6 +147,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/grants/{id}/ttl"),
     ("POST", "/v1/retrieve"),
     ("POST", "/v1/proxy"),
+    ("GET", "/v1/approvals"),
+    ("GET", "/v1/approvals/{id}"),
+    ("POST", "/v1/approvals/{id}/approve"),
+    ("POST", "/v1/approvals/{id}/deny"),
+    ("GET", "/v1/approvals/{id}/outcome"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/agents"),
     ("POST", "/v1/agents"),
@@ -198,6 +204,11 @@ where
         .route("/v1/grants/{id}/ttl", put(grants::set_grant_ttl))
         .route("/v1/retrieve", post(calls::retrieve))
         .route("/v1/proxy", post(calls::proxy))
+        .route("/v1/approvals", get(approvals::list_approvals))
+        .route("/v1/approvals/{id}", get(approvals::get_approval))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
+        .route("/v1/approvals/{id}/outcome", get(approvals::outcome))
         .route("/v1/audit", get(audit::list_audit))
         .route(
             "/v1/agents",

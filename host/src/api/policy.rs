@@ -15,14 +15,6 @@ use super::openapi::{
     AuthUnavailable, BodyTooLarge, ScopeMissing, SignatureRejected, SignedHeaders,
 };
 use super::{ApiError, ApiState, Caller};
-use crate::policy::PolicyError;
-
-fn app_key(caller: &Caller) -> Result<crate::store::AppId, ApiError> {
-    if caller.principal.agent_id.is_some() {
-        return Err(PolicyError::AppKeyRequired.into());
-    }
-    Ok(caller.principal.app_id)
-}
 
 /// `GET /v1/policy/rules`: the app's policy rules, by name, each with the Cedar policy it
 /// compiles to.
@@ -49,7 +41,7 @@ pub(super) async fn list_rules(
     caller: Caller,
 ) -> Result<Json<PolicyRulePage>, ApiError> {
     caller.require(&[Scope::PoliciesRead])?;
-    let app = app_key(&caller)?;
+    let app = caller.require_app_key()?;
     Ok(Json(PolicyRulePage {
         items: api.policies.list(app).await?,
     }))
@@ -86,7 +78,7 @@ pub(super) async fn create_rule(
     caller: Caller,
 ) -> Result<(StatusCode, Json<PolicyRule>), ApiError> {
     caller.require(&[Scope::PoliciesWrite])?;
-    let app = app_key(&caller)?;
+    let app = caller.require_app_key()?;
     let request: RuleRequest = json_body(&caller)?;
     let change = change_of(&caller, &request_id(), None);
     let rule = api.policies.create(app, &change, &request).await?;
@@ -120,7 +112,7 @@ pub(super) async fn get_rule(
     caller: Caller,
 ) -> Result<Json<PolicyRule>, ApiError> {
     caller.require(&[Scope::PoliciesRead])?;
-    let app = app_key(&caller)?;
+    let app = caller.require_app_key()?;
     Ok(Json(api.policies.get(app, &id).await?))
 }
 
@@ -154,7 +146,7 @@ pub(super) async fn update_rule(
     caller: Caller,
 ) -> Result<Json<PolicyRule>, ApiError> {
     caller.require(&[Scope::PoliciesWrite])?;
-    let app = app_key(&caller)?;
+    let app = caller.require_app_key()?;
     let request: RuleRequest = json_body(&caller)?;
     let change = change_of(&caller, &request_id(), None);
     Ok(Json(
@@ -189,7 +181,7 @@ pub(super) async fn delete_rule(
     caller: Caller,
 ) -> Result<Json<PolicyRule>, ApiError> {
     caller.require(&[Scope::PoliciesWrite])?;
-    let app = app_key(&caller)?;
+    let app = caller.require_app_key()?;
     let change = change_of(&caller, &request_id(), None);
     Ok(Json(api.policies.delete(app, &change, &id).await?))
 }

@@ -114,7 +114,7 @@ pub enum GrantCommand {
 }
 
 /// Opens the grant service (with its own audit writer) and runs `f`; flushes the audit log.
-async fn with_grants<F, Fut>(
+pub(super) async fn with_grants<F, Fut>(
     config: &Config,
     apps: Apps,
     registry: Registry,

@@ -28,7 +28,9 @@ pub enum PolicyCommand {
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
     /// Create a rule. Its kind is exactly one of `--time-window` (with `--days`, `--hours`,
-    /// `--tz`), `--ip-allow`, `--groups`, `--deny-methods` or `--cedar`.
+    /// `--tz`), `--ip-allow`, `--groups`, `--deny-methods`, `--rate-limit` (with
+    /// `--per-secs`, `--per`), `--require-approval` (optionally with `--methods`, `--paths`,
+    /// `--decide-within`) or `--cedar`.
     Create {
         /// Unique within the app: 1 to 64 characters of a-z A-Z 0-9 . _ -
         name: String,
@@ -94,6 +96,30 @@ pub struct RuleArgs {
     /// The settings of `--rate-limit`.
     #[command(flatten)]
     limit: LimitArgs,
+    /// The settings of `--require-approval`.
+    #[command(flatten)]
+    approval: ApprovalArgs,
+}
+
+/// The settings of a require-approval rule: only with `--require-approval`.
+#[derive(Debug, Args)]
+struct ApprovalArgs {
+    /// With `--require-approval`: only these methods wait for approval, comma-separated
+    /// (default: every method).
+    #[arg(long, value_name = "METHOD,…", value_delimiter = ',', requires = "require_approval",
+          conflicts_with_all = ["time_window", "ip_allow", "groups", "deny_methods", "cedar", "rate_limit"])]
+    methods: Option<Vec<String>>,
+    /// With `--require-approval`: only URL paths matching these patterns wait for approval,
+    /// comma-separated, `*` matching anything (`/gmail/v1/users/*/messages/send`; default:
+    /// every path).
+    #[arg(long, value_name = "PATTERN,…", value_delimiter = ',', requires = "require_approval",
+          conflicts_with_all = ["time_window", "ip_allow", "groups", "deny_methods", "cedar", "rate_limit"])]
+    paths: Option<Vec<String>>,
+    /// With `--require-approval`: how long a person has to decide, in seconds (5 to
+    /// 604800; default 3600).
+    #[arg(long, value_name = "SECONDS", requires = "require_approval",
+          conflicts_with_all = ["time_window", "ip_allow", "groups", "deny_methods", "cedar", "rate_limit"])]
+    decide_within: Option<u32>,
 }
 
 /// The settings of a rate limit: only with `--rate-limit`.
@@ -101,12 +127,12 @@ pub struct RuleArgs {
 struct LimitArgs {
     /// With `--rate-limit`: the window, in seconds (1 to 86400).
     #[arg(long, value_name = "SECONDS", requires = "rate_limit",
-          conflicts_with_all = ["time_window", "ip_allow", "groups", "deny_methods", "cedar"])]
+          conflicts_with_all = ["time_window", "ip_allow", "groups", "deny_methods", "cedar", "require_approval"])]
     per_secs: Option<u32>,
     /// With `--rate-limit`: what is counted, `grant` (each grant on its own) or `agent`
     /// (each agent's calls).
     #[arg(long, value_name = "grant|agent", requires = "rate_limit",
-          conflicts_with_all = ["time_window", "ip_allow", "groups", "deny_methods", "cedar"])]
+          conflicts_with_all = ["time_window", "ip_allow", "groups", "deny_methods", "cedar", "require_approval"])]
     per: Option<String>,
 }
 
@@ -136,6 +162,10 @@ struct KindArgs {
     /// calls over it get `429 rate_limited` with `Retry-After`.
     #[arg(long, value_name = "CALLS", requires = "per_secs", requires = "per")]
     rate_limit: Option<u32>,
+    /// Proxied calls (matching `--methods` and `--paths`, when given) wait for a person's
+    /// approval; retrieve calls on the grants it covers are refused.
+    #[arg(long)]
+    require_approval: bool,
 }
 
 /// The settings of a time window: only with `--time-window` (clap waives a requirement
@@ -145,16 +175,16 @@ struct WindowArgs {
     /// With `--time-window`: the days the window is open, comma-separated: `mon` … `sun` or
     /// ranges (`mon-fri,sat`).
     #[arg(long, value_name = "DAYS", value_delimiter = ',', requires = "time_window",
-          conflicts_with_all = ["ip_allow", "groups", "deny_methods", "cedar", "rate_limit"])]
+          conflicts_with_all = ["ip_allow", "groups", "deny_methods", "cedar", "rate_limit", "require_approval"])]
     days: Option<Vec<String>>,
     /// With `--time-window`: the opening and closing time, `HH:MM-HH:MM` (24-hour, closing
     /// time exclusive; a closing time before the opening time spans midnight).
     #[arg(long, value_name = "HH:MM-HH:MM", value_parser = parse_hours, requires = "time_window",
-          conflicts_with_all = ["ip_allow", "groups", "deny_methods", "cedar", "rate_limit"])]
+          conflicts_with_all = ["ip_allow", "groups", "deny_methods", "cedar", "rate_limit", "require_approval"])]
     hours: Option<Hours>,
     /// With `--time-window`: the IANA time zone the hours are in, e.g. `Europe/Paris`.
     #[arg(long, value_name = "ZONE", requires = "time_window",
-          conflicts_with_all = ["ip_allow", "groups", "deny_methods", "cedar", "rate_limit"])]
+          conflicts_with_all = ["ip_allow", "groups", "deny_methods", "cedar", "rate_limit", "require_approval"])]
     tz: Option<String>,
 }
 
@@ -209,6 +239,7 @@ impl RuleArgs {
             deny_methods,
             cedar,
             rate_limit,
+            require_approval,
         } = self.kind;
         let WindowArgs { days, hours, tz } = self.window;
         // clap has made sure exactly one kind is given, with the window's settings.
@@ -234,6 +265,12 @@ impl RuleArgs {
             RuleKind::Cedar {
                 policy: read_policy(&path)?,
             }
+        } else if require_approval {
+            RuleKind::RequireApproval {
+                methods: self.approval.methods.map(items).unwrap_or_default(),
+                paths: self.approval.paths.map(items).unwrap_or_default(),
+                ttl_secs: self.approval.decide_within,
+            }
         } else if let Some(limit) = rate_limit {
             RuleKind::RateLimit {
                 limit,
@@ -245,7 +282,7 @@ impl RuleArgs {
             }
         } else {
             anyhow::bail!(
-                "say what the rule does: --time-window, --ip-allow, --groups, --deny-methods, --rate-limit or --cedar"
+                "say what the rule does: --time-window, --ip-allow, --groups, --deny-methods, --rate-limit, --require-approval or --cedar"
             )
         };
         Ok(RuleRequest {
@@ -273,6 +310,24 @@ fn summary(rule: &RuleKind) -> String {
             window_secs,
             per,
         } => format!("{limit} calls per {window_secs} s per {per}"),
+        RuleKind::RequireApproval {
+            methods,
+            paths,
+            ttl_secs,
+        } => format!(
+            "approval for {} {} (decide within {} s)",
+            if methods.is_empty() {
+                "any method".to_owned()
+            } else {
+                methods.join(",")
+            },
+            if paths.is_empty() {
+                "on any path".to_owned()
+            } else {
+                format!("on {}", paths.join(", "))
+            },
+            ttl_secs.unwrap_or(crate::policy::rules::DEFAULT_APPROVAL_TTL_SECS)
+        ),
         RuleKind::Cedar { .. } => "custom Cedar policy".to_owned(),
     }
 }

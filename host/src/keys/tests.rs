@@ -330,7 +330,9 @@ async fn rotate_reseals_every_value_with_the_new_version_and_keeps_its_plaintext
         [
             ("api_keys.verifier", 1, 0),
             ("credentials.sealed", 7, 0),
-            ("provider_configs.client_secret", 1, 0)
+            ("provider_configs.client_secret", 1, 0),
+            ("approvals.request", 0, 0),
+            ("approvals.response", 0, 0)
         ]
     );
     // Batches of 3: 1 api key, then 3 + 3 + 1 credentials, then 1 client secret.
@@ -511,8 +513,8 @@ async fn status_counts_values_per_version_and_column(db: &TestDb) -> anyhow::Res
     assert_eq!(
         rows,
         [
-            (1, false, true, vec![1, 2, 1]),
-            (2, true, true, vec![0, 1, 0])
+            (1, false, true, vec![1, 0, 0, 2, 1]),
+            (2, true, true, vec![0, 0, 0, 1, 0])
         ]
     );
     assert_eq!(s.versions[0].total, 4);

@@ -169,11 +169,27 @@ pub enum Verdict {
         /// For a rate limit: seconds until its window ends.
         retry_after: Option<u64>,
     },
+    /// The call may go on only after a person approves it: a require-approval rule matched
+    /// (a retrieve call is refused instead).
+    Hold {
+        /// How many rules applied to the app.
+        rules: usize,
+        /// The deciding rule's id.
+        rule_id: String,
+        /// Its name.
+        rule_name: String,
+        /// How long a person has to decide, in seconds.
+        ttl_secs: u32,
+    },
 }
 
 /// One app's rules, compiled.
 struct Compiled {
     set: PolicySet,
+    /// The require-approval rules (a `forbid` here holds the call for a person) and each
+    /// one's decision deadline; empty when the app has none.
+    approvals: PolicySet,
+    approval_ttl: HashMap<String, u32>,
     names: HashMap<String, String>,
     windows: Vec<(String, Window)>,
     limits: Vec<(String, Layer, Limit)>,
@@ -462,6 +478,8 @@ fn compile_set(rows: &[RuleRecord]) -> Compiled {
     if let Ok(base) = base {
         let _ = set.add(base);
     }
+    let mut approvals = PolicySet::new();
+    let mut approval_ttl = HashMap::new();
     let mut names = HashMap::new();
     let mut windows = Vec::new();
     let mut limits = Vec::new();
@@ -476,6 +494,21 @@ fn compile_set(rows: &[RuleRecord]) -> Compiled {
             )
             .ok()
         });
+        if row.kind == "require_approval" {
+            // A tampered row holds every call of the app for a person: still closed.
+            let ttl = match serde_json::from_str::<RuleKind>(&row.settings) {
+                Ok(RuleKind::RequireApproval { ttl_secs, .. }) => ttl_secs,
+                _ => None,
+            };
+            approval_ttl.insert(
+                row.id.clone(),
+                ttl.unwrap_or(rules::DEFAULT_APPROVAL_TTL_SECS),
+            );
+            if let Some(p) = policy {
+                let _ = approvals.add(p);
+            }
+            continue;
+        }
         if let Some(p) = policy {
             let _ = set.add(p);
         }
@@ -502,8 +535,18 @@ fn compile_set(rows: &[RuleRecord]) -> Compiled {
             limits.push((row.id.clone(), layer, l));
         }
     }
+    if !approval_ttl.is_empty()
+        && let Ok(base) = Policy::parse(
+            Some(PolicyId::new(BASE_ID)),
+            "permit (principal, action, resource);",
+        )
+    {
+        let _ = approvals.add(base);
+    }
     Compiled {
         set,
+        approvals,
+        approval_ttl,
         names,
         windows,
         limits,
@@ -644,9 +687,10 @@ fn evaluate(compiled: &Compiled, schema: &Schema, facts: &Facts<'_>, counted: &C
         };
     }
     match response.decision() {
-        Decision::Allow => Verdict::Allow {
+        Decision::Allow if compiled.approval_ttl.is_empty() => Verdict::Allow {
             rules: compiled.count,
         },
+        Decision::Allow => hold_or_allow(compiled, &request, &entities),
         Decision::Deny => {
             let id = response
                 .diagnostics()
@@ -668,6 +712,44 @@ fn evaluate(compiled: &Compiled, schema: &Schema, facts: &Facts<'_>, counted: &C
                 retry_after,
             }
         }
+    }
+}
+
+/// After the rules allowed a call: whether a require-approval rule holds it for a person.
+/// An evaluation error holds it too (closed: nothing is sent without a person).
+fn hold_or_allow(compiled: &Compiled, request: &Request, entities: &Entities) -> Verdict {
+    let response = Authorizer::new().is_authorized(request, &compiled.approvals, entities);
+    let errored = response
+        .diagnostics()
+        .errors()
+        .map(|cedar_policy::AuthorizationError::PolicyEvaluationError(e)| e.policy_id().to_string())
+        .next();
+    let deciding = errored.or_else(|| match response.decision() {
+        Decision::Allow => None,
+        Decision::Deny => response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .find(|id| id != BASE_ID),
+    });
+    match deciding {
+        None => Verdict::Allow {
+            rules: compiled.count,
+        },
+        Some(id) => Verdict::Hold {
+            rules: compiled.count,
+            rule_name: compiled
+                .names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| id.clone()),
+            ttl_secs: compiled
+                .approval_ttl
+                .get(&id)
+                .copied()
+                .unwrap_or(rules::DEFAULT_APPROVAL_TTL_SECS),
+            rule_id: id,
+        },
     }
 }
 

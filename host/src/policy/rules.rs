@@ -383,13 +383,10 @@ pub fn compile(
             if deny.is_empty() {
                 return Err(PolicyError::Invalid("a method rule needs a method".into()));
             }
-            let mut list = Vec::new();
-            for m in deny {
-                if m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-                    return Err(PolicyError::Invalid(format!("{m:?} is not an HTTP method")));
-                }
-                list.push(cedar_str(&m.to_ascii_uppercase()));
-            }
+            let list: Vec<String> = deny
+                .iter()
+                .map(|m| check_method(m).map(|m| cedar_str(&m)))
+                .collect::<Result<_, _>>()?;
             (
                 format!(
                     "{scope}\nwhen {{ {when} && [{}].contains(context.method) }};",
@@ -412,11 +409,82 @@ pub fn compile(
                 None,
             )
         }
+        RuleKind::RequireApproval {
+            methods,
+            paths,
+            ttl_secs,
+        } => (approval_policy(&when, methods, paths, *ttl_secs)?, None),
         RuleKind::Cedar { policy } => (custom(policy, &when)?, None),
     };
     let text = format!("@id({})\n{text}", cedar_str(id));
     validate(id, &text, schema)?;
     Ok((text, window))
+}
+
+/// How long a person has to decide an approval when its rule does not say: an hour.
+pub const DEFAULT_APPROVAL_TTL_SECS: u32 = 3600;
+/// The shortest approval deadline a rule may set: five seconds.
+pub const MIN_APPROVAL_TTL_SECS: u32 = 5;
+/// The longest approval deadline a rule may set: a week.
+pub const MAX_APPROVAL_TTL_SECS: u32 = 7 * 24 * 3600;
+
+/// The Cedar policy of a require-approval rule. It is put in the app's *approval* set (a
+/// `forbid` there means "hold for a person", not "refuse"): it matches every retrieve call
+/// its layer covers (retrieved auth material is not bound to one request) and the proxy
+/// calls whose method and path match.
+fn approval_policy(
+    when: &str,
+    methods: &[String],
+    paths: &[String],
+    ttl_secs: Option<u32>,
+) -> Result<String, PolicyError> {
+    if let Some(t) = ttl_secs
+        && !(MIN_APPROVAL_TTL_SECS..=MAX_APPROVAL_TTL_SECS).contains(&t)
+    {
+        return Err(PolicyError::Invalid(format!(
+            "ttl_secs must be between {MIN_APPROVAL_TTL_SECS} and {MAX_APPROVAL_TTL_SECS}"
+        )));
+    }
+    let mut tests = Vec::new();
+    if !methods.is_empty() {
+        let list: Vec<String> = methods
+            .iter()
+            .map(|m| check_method(m).map(|m| cedar_str(&m)))
+            .collect::<Result<_, _>>()?;
+        tests.push(format!("[{}].contains(context.method)", list.join(", ")));
+    }
+    if !paths.is_empty() {
+        let mut alternatives = Vec::new();
+        for p in paths {
+            let ok = p.starts_with('/')
+                && p.len() <= 512
+                && !p.contains(['"', '\\'])
+                && !p.chars().any(char::is_control);
+            if !ok {
+                return Err(PolicyError::Invalid(format!(
+                    "path pattern {p:?} must start with / and hold no quote, backslash or control character"
+                )));
+            }
+            alternatives.push(format!("context.path like {}", cedar_str(p)));
+        }
+        tests.push(format!("({})", alternatives.join(" || ")));
+    }
+    let matches = if tests.is_empty() {
+        "true".to_owned()
+    } else {
+        tests.join(" && ")
+    };
+    Ok(format!(
+        "forbid (principal, action, resource)\nwhen {{ {when} && (action == Action::\"retrieve\" || ({matches})) }};"
+    ))
+}
+
+/// An HTTP method name, upper-cased.
+fn check_method(m: &str) -> Result<String, PolicyError> {
+    if m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(PolicyError::Invalid(format!("{m:?} is not an HTTP method")));
+    }
+    Ok(m.to_ascii_uppercase())
 }
 
 /// A custom policy, held to one `forbid` and scoped to its layer (an extra `when`).

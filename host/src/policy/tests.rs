@@ -53,6 +53,8 @@ struct Call {
     groups: Vec<String>,
     grant: GrantRecord,
     method: &'static str,
+    url: &'static str,
+    action: CallAction,
     ip: &'static str,
     at: i64,
 }
@@ -65,6 +67,8 @@ impl Call {
             groups: Vec::new(),
             grant: grant("stripe"),
             method: "GET",
+            url: "https://api.stripe.com/v1/customers",
+            action: CallAction::Proxy,
             ip: "203.0.113.9",
             at: AT,
         }
@@ -81,13 +85,13 @@ impl Call {
     fn decide(&self, rules: &[RuleRecord]) -> Verdict {
         let tags = BTreeMap::from([("tool".to_owned(), "sync".to_owned())]);
         let facts = Facts {
-            action: CallAction::Proxy,
+            action: self.action,
             actor: self.actor.clone(),
             agent: self.agent,
             groups: &self.groups,
             grant: &self.grant,
             method: self.method,
-            url: "https://api.stripe.com/v1/customers",
+            url: self.url,
             client_ip: self.ip.parse().unwrap(),
             caller: Some("bot"),
             reason: None,
@@ -106,7 +110,7 @@ impl Call {
 fn denied_by(v: &Verdict) -> Option<&str> {
     match v {
         Verdict::Deny { rule_name, .. } => Some(rule_name),
-        Verdict::Allow { .. } => None,
+        Verdict::Allow { .. } | Verdict::Hold { .. } => None,
     }
 }
 
@@ -355,7 +359,9 @@ fn a_policy_that_cannot_be_evaluated_denies_and_a_tampered_rule_forbids() {
             assert_eq!(rule_name, "overflows");
             assert!(why.contains("could not be evaluated"), "{why}");
         }
-        other @ Verdict::Allow { .. } => panic!("an erroring forbid must deny: {other:?}"),
+        other @ (Verdict::Allow { .. } | Verdict::Hold { .. }) => {
+            panic!("an erroring forbid must deny: {other:?}")
+        }
     }
     let mut tampered = rule(
         "tampered",
@@ -417,7 +423,7 @@ fn a_call_over_a_rate_limit_is_refused_with_when_to_retry() {
             assert_eq!(rule_name, "stripe-10-per-minute");
             assert_eq!(retry_after, Some(17));
         }
-        other @ Verdict::Allow { .. } => panic!("{other:?}"),
+        other @ (Verdict::Allow { .. } | Verdict::Hold { .. }) => panic!("{other:?}"),
     }
     for (limit, window, per) in [
         (0, 60, "grant"),
@@ -449,5 +455,130 @@ fn layers_parse_strictly() {
         "provider:a\"b",
     ] {
         assert!(Layer::parse(bad).is_err(), "{bad}");
+    }
+}
+
+fn held_by(v: &Verdict) -> Option<(&str, u32)> {
+    match v {
+        Verdict::Hold {
+            rule_name,
+            ttl_secs,
+            ..
+        } => Some((rule_name, *ttl_secs)),
+        Verdict::Allow { .. } | Verdict::Deny { .. } => None,
+    }
+}
+
+#[test]
+fn require_approval_holds_matching_proxy_calls_and_every_retrieve_it_covers() {
+    let mail_send = rule(
+        "mail-send-needs-approval",
+        "provider:gmail",
+        &RuleKind::RequireApproval {
+            methods: vec!["post".into()],
+            paths: vec!["/gmail/v1/users/*/messages/send".into()],
+            ttl_secs: Some(600),
+        },
+    );
+    let rules = [mail_send];
+    let send = Call {
+        grant: grant("gmail"),
+        method: "POST",
+        url: "https://gmail.googleapis.com/gmail/v1/users/me/messages/send",
+        ..Call::system()
+    };
+    assert_eq!(
+        held_by(&send.decide(&rules)),
+        Some(("mail-send-needs-approval", 600))
+    );
+    let read = Call {
+        method: "GET",
+        url: "https://gmail.googleapis.com/gmail/v1/users/me/messages",
+        ..Call {
+            grant: grant("gmail"),
+            ..Call::system()
+        }
+    };
+    assert_eq!(read.decide(&rules), Verdict::Allow { rules: 1 });
+    let other_path = Call {
+        method: "POST",
+        url: "https://gmail.googleapis.com/gmail/v1/users/me/drafts",
+        ..Call {
+            grant: grant("gmail"),
+            ..Call::system()
+        }
+    };
+    assert_eq!(other_path.decide(&rules), Verdict::Allow { rules: 1 });
+    let retrieve = Call {
+        action: CallAction::Retrieve,
+        ..read
+    };
+    assert_eq!(
+        held_by(&retrieve.decide(&rules)).map(|h| h.0),
+        Some("mail-send-needs-approval"),
+        "retrieved auth material is not bound to one request"
+    );
+    let other_provider = Call {
+        action: CallAction::Retrieve,
+        method: "POST",
+        ..Call::system()
+    };
+    assert_eq!(other_provider.decide(&rules), Verdict::Allow { rules: 1 });
+}
+
+#[test]
+fn a_refusal_wins_over_an_approval_and_the_default_deadline_is_an_hour() {
+    let everything = rule(
+        "all-writes",
+        "app",
+        &RuleKind::RequireApproval {
+            methods: Vec::new(),
+            paths: Vec::new(),
+            ttl_secs: None,
+        },
+    );
+    let no_delete = rule(
+        "no-delete",
+        "app",
+        &RuleKind::Methods {
+            deny: vec!["DELETE".into()],
+        },
+    );
+    let rules = [everything, no_delete];
+    assert_eq!(
+        held_by(&Call::system().decide(&rules)),
+        Some(("all-writes", rules::DEFAULT_APPROVAL_TTL_SECS))
+    );
+    let delete = Call {
+        method: "DELETE",
+        ..Call::system()
+    };
+    assert_eq!(denied_by(&delete.decide(&rules)), Some("no-delete"));
+    for bad in [
+        RuleKind::RequireApproval {
+            methods: vec!["P0ST".into()],
+            paths: Vec::new(),
+            ttl_secs: None,
+        },
+        RuleKind::RequireApproval {
+            methods: Vec::new(),
+            paths: vec!["send".into()],
+            ttl_secs: None,
+        },
+        RuleKind::RequireApproval {
+            methods: Vec::new(),
+            paths: vec!["/a\"b".into()],
+            ttl_secs: None,
+        },
+        RuleKind::RequireApproval {
+            methods: Vec::new(),
+            paths: Vec::new(),
+            ttl_secs: Some(4),
+        },
+    ] {
+        assert!(
+            rules::compile("x", &Layer::App, &bad, &schema().unwrap()).is_err(),
+            "{bad:?}"
+        );
     }
 }

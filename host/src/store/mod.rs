@@ -31,6 +31,7 @@
 
 pub mod agents;
 pub mod api_keys;
+pub mod approvals;
 pub mod apps;
 pub mod audit;
 pub mod connect_sessions;

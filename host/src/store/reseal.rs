@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{Db, StoreError, api_keys, credentials, on_conn, provider_configs};
+use super::{Db, StoreError, api_keys, approvals, credentials, on_conn, provider_configs};
 
 /// Where the data key version of a stored value can be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,25 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         app_column: "app_id",
         kind: provider_configs::SEALED_KIND,
         version: VersionIn::Column("client_secret_version"),
+        guard: Guard::OldValue,
+    },
+    SealedColumn {
+        table: "approvals",
+        column: "request",
+        id_column: "id",
+        app_column: "app_id",
+        kind: approvals::REQUEST_KIND,
+        version: VersionIn::Header,
+        guard: Guard::OldValue,
+    },
+    // NULL until the approved request was sent: never a candidate before.
+    SealedColumn {
+        table: "approvals",
+        column: "response",
+        id_column: "id",
+        app_column: "app_id",
+        kind: approvals::RESPONSE_KIND,
+        version: VersionIn::Header,
         guard: Guard::OldValue,
     },
 ];

@@ -12,6 +12,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 use tessera_proto::agents::{Agent, AgentPage, CreateAgentRequest};
+use tessera_proto::approvals::{Approval, ApprovalPage, ApprovalStatus, DecideRequest};
 use tessera_proto::calls::{AGENT_HEADER, CALLER_HEADER, CONSTRAINTS_HEADER};
 use tessera_proto::connect::{ConnectSession, ConnectSessionRequest, ConnectStatus};
 use tessera_proto::delegations::{CreateDelegationRequest, Delegation, DelegationPage};
@@ -28,7 +29,7 @@ use tessera_proto::signing::{
 use tessera_proto::whoami::Whoami;
 
 use crate::Error;
-use crate::calls::{CallBuilder, Proxy, Retrieve};
+use crate::calls::{CallBuilder, Proxy, ProxyResponse, Retrieve, upstream};
 use crate::queries::{AuditQuery, GrantQuery};
 use crate::signer::Signer;
 
@@ -603,6 +604,105 @@ impl App {
             body,
         )
         .await
+    }
+
+    /// `GET /v1/approvals` (`approvals:read`): the app's approvals, newest first, optionally
+    /// only those with `status` (an agent key: only those it asked for). Lists leave the
+    /// request out; [`App::approval`] shows it.
+    pub async fn approvals(&self, status: Option<ApprovalStatus>) -> Result<Vec<Approval>, Error> {
+        let query: Vec<(&str, String)> = status
+            .map(|s| vec![("status", s.as_str().to_owned())])
+            .unwrap_or_default();
+        let page: ApprovalPage = self
+            .call_json(
+                Method::GET,
+                self.endpoint(&["v1", "approvals"], &query),
+                Vec::new(),
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    /// `GET /v1/approvals/{id}` (`approvals:read`): one approval with the exact request it
+    /// holds and that request's SHA-256.
+    pub async fn approval(&self, id: &str) -> Result<Approval, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "approvals", id], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `POST /v1/approvals/{id}/approve` (`approvals:write`, app keys only): approves and
+    /// sends the stored request once; returns the approval as it ended (`executed` or
+    /// `failed`). Pass the `request.sha256` that was shown to refuse a different request
+    /// (`approval_mismatch`).
+    pub async fn approve(
+        &self,
+        id: &str,
+        request_sha256: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<Approval, Error> {
+        self.decide(id, "approve", request_sha256, note).await
+    }
+
+    /// `POST /v1/approvals/{id}/deny` (`approvals:write`, app keys only): denies (final;
+    /// nothing is sent).
+    pub async fn deny(&self, id: &str, note: Option<&str>) -> Result<Approval, Error> {
+        self.decide(id, "deny", None, note).await
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        verb: &str,
+        request_sha256: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<Approval, Error> {
+        let body = serde_json::to_vec(&DecideRequest {
+            request_sha256: request_sha256.map(str::to_owned),
+            note: note.map(str::to_owned),
+        })
+        .map_err(|e| Error::InvalidInput(format!("decision: {e}")))?;
+        self.call_json(
+            Method::POST,
+            self.endpoint(&["v1", "approvals", id, verb], &[]),
+            body,
+        )
+        .await
+    }
+
+    /// What became of a held proxy call (`GET /v1/approvals/{id}/outcome`, `proxy:execute`),
+    /// waiting up to `timeout` for a decision: the provider's response to the approved
+    /// request, or [`Error::ApprovalDenied`], [`Error::ApprovalExpired`],
+    /// [`Error::ApprovalPending`] (still undecided at `timeout`), or another typed error
+    /// when the approved request could not be sent.
+    pub async fn approval_outcome(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<ProxyResponse, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            // The host waits at most a minute per request; ask again until the deadline.
+            let wait = left.as_secs().min(60);
+            let response = self
+                .send_signed(
+                    Method::GET,
+                    self.endpoint(
+                        &["v1", "approvals", id, "outcome"],
+                        &[("wait", wait.to_string())],
+                    ),
+                    Vec::new(),
+                )
+                .await?;
+            match upstream(response).await {
+                Err(Error::ApprovalPending { .. }) if wait > 0 && !left.is_zero() => {}
+                answer => return answer,
+            }
+        }
     }
 
     /// `POST /v1/policy/rules` (`policies:write`, app keys only): adds a policy rule; the

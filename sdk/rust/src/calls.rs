@@ -55,6 +55,8 @@ pub struct CallBuilder<M> {
     body: Option<Bytes>,
     /// The first invalid input given to a setter, reported by `send`.
     error: Option<Error>,
+    /// Proxy mode: how long `send` waits for a person when the call is held for approval.
+    wait_for_approval: Option<std::time::Duration>,
     mode: PhantomData<M>,
 }
 
@@ -69,6 +71,7 @@ impl<M> CallBuilder<M> {
             headers: Vec::new(),
             body: None,
             error: None,
+            wait_for_approval: None,
             mode: PhantomData,
         }
     }
@@ -239,6 +242,18 @@ impl CallBuilder<Retrieve> {
 }
 
 impl CallBuilder<Proxy> {
+    /// When a require-approval policy rule holds the call, wait up to `timeout` for a
+    /// person to decide (long-polling `GET /v1/approvals/{id}/outcome`): `send` then returns
+    /// the provider's response to the approved request, or [`Error::ApprovalDenied`],
+    /// [`Error::ApprovalExpired`], or — still undecided when `timeout` runs out —
+    /// [`Error::ApprovalPending`] with the approval id to wait on later
+    /// ([`App::approval_outcome`]). Without it, a held call is `Error::ApprovalPending` at
+    /// once.
+    pub fn wait_for_approval(mut self, timeout: std::time::Duration) -> Self {
+        self.wait_for_approval = Some(timeout);
+        self
+    }
+
     /// Proxy mode: the host (`POST /v1/proxy`, scope `proxy:execute`) sends the request to
     /// the provider and this returns the provider's status, headers and body, whatever the
     /// status. The host's own refusals (no `tessera-upstream` header) are typed errors.
@@ -258,6 +273,19 @@ impl CallBuilder<Proxy> {
             .app
             .send_signed(Method::POST, self.app.endpoint(&["v1", "proxy"], &[]), json)
             .await?;
+        match (upstream(response).await, self.wait_for_approval) {
+            (Err(Error::ApprovalPending { approval_id, .. }), Some(timeout)) => {
+                self.app.approval_outcome(&approval_id, timeout).await
+            }
+            (answer, _) => answer,
+        }
+    }
+}
+
+/// The provider's response relayed by the host (marked with `tessera-upstream`), or the
+/// host's own problem as an error (a held call's `202 approval_pending` included).
+pub(crate) async fn upstream(response: reqwest::Response) -> Result<ProxyResponse, Error> {
+    {
         let provider = response
             .headers()
             .get(UPSTREAM_HEADER)
@@ -268,6 +296,7 @@ impl CallBuilder<Proxy> {
                 provider,
                 inner: response,
             }),
+            None if status == StatusCode::ACCEPTED => Err(read_host_error(status, response).await),
             None if status.is_success() => Err(Error::Decode {
                 detail: format!("the host answered {status} without {UPSTREAM_HEADER}"),
             }),

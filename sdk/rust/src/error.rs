@@ -93,6 +93,44 @@ pub enum Error {
         /// The host's explanation.
         detail: String,
     },
+    /// `approval_pending`: a require-approval policy rule (`rule`) holds the proxied call
+    /// for a person; the host stored the exact request as approval `approval_id`. Wait for
+    /// it with [`crate::ProxyBuilder::wait_for_approval`] or
+    /// [`crate::App::approval_outcome`].
+    #[error("waiting for approval {approval_id} (rule {rule:?}): {detail}")]
+    ApprovalPending {
+        /// The approval.
+        approval_id: String,
+        /// The rule that asked for it.
+        rule: String,
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `approval_denied`: a person denied the held call (final; nothing was sent).
+    #[error("approval {approval_id} denied: {detail}")]
+    ApprovalDenied {
+        /// The approval.
+        approval_id: String,
+        /// The host's explanation (with the decider's note, when given).
+        detail: String,
+    },
+    /// `approval_expired`: nobody decided the held call in time (final; nothing was sent).
+    #[error("approval {approval_id} expired: {detail}")]
+    ApprovalExpired {
+        /// The approval.
+        approval_id: String,
+        /// The host's explanation.
+        detail: String,
+    },
+    /// `hitl_grant_requires_proxy`: a require-approval rule (`rule`) covers the grant, so
+    /// it is used only in proxy mode ([`crate::App::proxy_request`]).
+    #[error("this grant needs approval, so only proxy mode may use it (rule {rule:?}): {detail}")]
+    HitlRequiresProxy {
+        /// The rule.
+        rule: String,
+        /// The host's explanation.
+        detail: String,
+    },
     /// `host_not_allowed`: the URL's host is outside the provider's declared hosts.
     #[error("host not allowed: {detail}")]
     HostNotAllowed {
@@ -200,6 +238,7 @@ impl Error {
             missing_scopes,
             candidates,
             rule,
+            approval_id,
             ..
         } = problem;
         match code.as_str() {
@@ -229,6 +268,23 @@ impl Error {
             codes::USER_TOKEN_INVALID | codes::USER_TOKEN_EXPIRED => {
                 Self::UserToken { code, detail }
             }
+            codes::APPROVAL_PENDING => Self::ApprovalPending {
+                approval_id: approval_id.unwrap_or_default(),
+                rule: rule.unwrap_or_default(),
+                detail,
+            },
+            codes::APPROVAL_DENIED => Self::ApprovalDenied {
+                approval_id: approval_id.unwrap_or_default(),
+                detail,
+            },
+            codes::APPROVAL_EXPIRED => Self::ApprovalExpired {
+                approval_id: approval_id.unwrap_or_default(),
+                detail,
+            },
+            codes::HITL_GRANT_REQUIRES_PROXY => Self::HitlRequiresProxy {
+                rule: rule.unwrap_or_default(),
+                detail,
+            },
             codes::PROVIDER_UNREACHABLE => Self::ProviderUnreachable { detail },
             codes::COMPONENT_FAILED => Self::ComponentFailed { detail },
             codes::PROVIDER_REJECTED => Self::ProviderRejected { detail },
@@ -274,6 +330,7 @@ impl Error {
                             .collect()
                     }),
                     rule: lenient.rule,
+                    approval_id: lenient.approval_id,
                 },
             );
         }
@@ -295,6 +352,10 @@ impl Error {
             Self::AmbiguousGrant { .. } => codes::AMBIGUOUS_GRANT,
             Self::PolicyDenied { .. } => codes::POLICY_DENIED,
             Self::RateLimited { .. } => codes::RATE_LIMITED,
+            Self::ApprovalPending { .. } => codes::APPROVAL_PENDING,
+            Self::ApprovalDenied { .. } => codes::APPROVAL_DENIED,
+            Self::ApprovalExpired { .. } => codes::APPROVAL_EXPIRED,
+            Self::HitlRequiresProxy { .. } => codes::HITL_GRANT_REQUIRES_PROXY,
             Self::ProviderUnreachable { .. } => codes::PROVIDER_UNREACHABLE,
             Self::ComponentFailed { .. } => codes::COMPONENT_FAILED,
             Self::ProviderRejected { .. } => codes::PROVIDER_REJECTED,
@@ -333,6 +394,10 @@ impl Error {
             | Self::AmbiguousGrant { detail, .. }
             | Self::PolicyDenied { detail, .. }
             | Self::RateLimited { detail, .. }
+            | Self::ApprovalPending { detail, .. }
+            | Self::ApprovalDenied { detail, .. }
+            | Self::ApprovalExpired { detail, .. }
+            | Self::HitlRequiresProxy { detail, .. }
             | Self::UserToken { detail, .. }
             | Self::Unauthorized { detail, .. }
             | Self::Api { detail, .. }
@@ -363,6 +428,8 @@ struct LenientProblem {
     candidates: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     rule: Option<String>,
+    #[serde(default)]
+    approval_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -390,7 +457,7 @@ mod tests {
     #[test]
     fn call_codes_map_to_their_variants_and_keep_the_detail() {
         type IsVariant = fn(&Error) -> bool;
-        let cases: [(&str, IsVariant); 11] = [
+        let cases: [(&str, IsVariant); 15] = [
             ("grant_not_found", |e| {
                 matches!(e, Error::GrantNotFound { .. })
             }),
@@ -421,6 +488,18 @@ mod tests {
             }),
             ("audit_unavailable", |e| {
                 matches!(e, Error::AuditUnavailable { .. })
+            }),
+            ("approval_pending", |e| {
+                matches!(e, Error::ApprovalPending { .. })
+            }),
+            ("approval_denied", |e| {
+                matches!(e, Error::ApprovalDenied { .. })
+            }),
+            ("approval_expired", |e| {
+                matches!(e, Error::ApprovalExpired { .. })
+            }),
+            ("hitl_grant_requires_proxy", |e| {
+                matches!(e, Error::HitlRequiresProxy { .. })
             }),
         ];
         for (code, is_variant) in cases {
@@ -488,7 +567,7 @@ mod tests {
     fn other_codes_are_generic_api_errors_with_their_status() {
         for (status, code) in [
             (503, "auth_unavailable"),
-            (400, "hitl_grant_requires_proxy"),
+            (409, "approval_decided"),
             (404, "not_found"),
             (413, "body_too_large"),
         ] {

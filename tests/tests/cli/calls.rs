@@ -33,6 +33,8 @@ pub(super) struct Stripe {
     pub(super) valid: Arc<Mutex<Vec<String>>>,
     pub(super) names: Arc<Mutex<BTreeMap<String, String>>>,
     seen: Arc<Mutex<Vec<(String, String)>>>,
+    /// The bodies of the customers created (`POST /v1/customers`), in order.
+    pub(super) created: Arc<Mutex<Vec<String>>>,
 }
 
 impl Stripe {
@@ -103,6 +105,9 @@ async fn customers(
 
 async fn create_customer(State(s): State<Stripe>, headers: HeaderMap, body: String) -> Reply {
     s.check(&headers, "/v1/customers")?;
+    if let Ok(mut created) = s.created.lock() {
+        created.push(body.clone());
+    }
     Ok(Json(json!({"id": "cus_new", "received": body})))
 }
 
@@ -628,6 +633,43 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
                 rig.a.policy_rules().await?.len() == 1,
                 "a refused rule change took effect"
             );
+            // The scope is checked before the approval is looked for.
+            let approval = "01936b1e-0000-7000-8000-000000000000";
+            expect(
+                Scope::ApprovalsRead,
+                without(Scope::ApprovalsRead)
+                    .approvals(None)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::ApprovalsRead,
+                without(Scope::ApprovalsRead)
+                    .approval(approval)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::ApprovalsWrite,
+                without(Scope::ApprovalsWrite)
+                    .approve(approval, None, None)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::ApprovalsWrite,
+                without(Scope::ApprovalsWrite)
+                    .deny(approval, None)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::ProxyExecute,
+                without(Scope::ProxyExecute)
+                    .approval_outcome(approval, std::time::Duration::ZERO)
+                    .await
+                    .map(|_| ()),
+            )?;
             // Refused means untouched.
             ensure!(rig.a.provider_config("oauth2").await?.client_id == "billing-client");
             let agents = rig.a.agents().await?.items;
