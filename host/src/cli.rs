@@ -31,6 +31,7 @@ mod grants;
 mod idp;
 mod policy;
 mod providers;
+mod webhooks;
 
 pub use audit::{AuditCommand, ExportFormat};
 
@@ -96,6 +97,10 @@ pub enum Command {
     /// it once), deny.
     #[command(subcommand)]
     Approval(approvals::ApprovalCommand),
+    /// The webhook endpoint of an app (signed events about approvals and grants): set,
+    /// show, remove, deliveries.
+    #[command(subcommand)]
+    Webhook(webhooks::WebhookCommand),
     /// Managed secrets: store or rotate a provider secret for an app.
     #[command(subcommand)]
     Secret(grants::SecretCommand),
@@ -238,6 +243,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             | Command::Idp(_)
             | Command::Policy(_)
             | Command::Approval(_)
+            | Command::Webhook(_)
             | Command::Keys(_)
             | Command::Secret(_)
             | Command::Grant(_)
@@ -262,6 +268,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Agent(cmd) => with_apps(&config, |apps| agents::run(apps, cmd, args.json)),
         Command::Idp(cmd) => with_apps(&config, |apps| idp::run(apps, cmd, args.json)),
         Command::Policy(cmd) => with_apps(&config, |apps| policy::run(apps, cmd, args.json)),
+        Command::Webhook(cmd) => with_apps(&config, |apps| webhooks::run(apps, cmd, args.json)),
         Command::Approval(cmd) => {
             let registry = registry(&config, false)?;
             with_apps(&config, |apps| {

@@ -76,6 +76,9 @@ pub struct Config {
     /// How many seconds before its expiry an OAuth access token is refreshed before use
     /// (default 60). Also `TESSERA_REFRESH_SKEW_SECS`.
     pub refresh_skew_secs: u64,
+    /// How many seconds after a failed webhook delivery it is tried again (default 10);
+    /// each later retry waits three times longer. Also `TESSERA_WEBHOOK_RETRY_SECS`.
+    pub webhook_retry_secs: u64,
     /// PostgreSQL URL (`postgres://…`); when absent, an embedded SQLite database in the data
     /// directory. Also `TESSERA_DATABASE_URL`.
     pub database_url: Option<String>,
@@ -169,6 +172,7 @@ impl Default for Config {
             plugins: PluginLimits::default(),
             egress: EgressConfig::default(),
             refresh_skew_secs: 60,
+            webhook_retry_secs: 10,
             database_url: None,
             master_key: None,
         }
@@ -391,6 +395,17 @@ fn apply_call_env(
                 return Err(ConfigError::Env {
                     name: "TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK",
                     message: "expected true or false".into(),
+                });
+            }
+        };
+    }
+    if let Some(v) = env("TESSERA_WEBHOOK_RETRY_SECS").filter(|v| !v.is_empty()) {
+        config.webhook_retry_secs = match v.parse() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(ConfigError::Env {
+                    name: "TESSERA_WEBHOOK_RETRY_SECS",
+                    message: "expected a whole number of seconds, at least 1".into(),
                 });
             }
         };

@@ -31,3 +31,4 @@ pub mod server;
 pub mod setup;
 pub mod store;
 pub mod vault;
+pub mod webhooks;

@@ -99,7 +99,15 @@ pub async fn serve(
     let calls = Calls::new(grants, audit.clone())
         .with_refresh_skew(std::time::Duration::from_secs(config.refresh_skew_secs));
     tokio::spawn(expire_approvals(calls.clone()));
-    let api = ApiState::new(apps, calls, &origin).with_trusted_proxies(&config.trusted_proxies);
+    let webhooks = crate::webhooks::Webhooks::new(
+        apps.store().clone(),
+        apps.keys().clone(),
+        std::time::Duration::from_secs(config.webhook_retry_secs),
+    );
+    tokio::spawn(webhooks.clone().run());
+    let api = ApiState::new(apps, calls, &origin)
+        .with_trusted_proxies(&config.trusted_proxies)
+        .with_webhooks(webhooks);
     let app = router(AppState {
         config,
         registry,

@@ -15,4 +15,5 @@ pub mod problem;
 pub mod providers;
 pub mod scopes;
 pub mod signing;
+pub mod webhooks;
 pub mod whoami;

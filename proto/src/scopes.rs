@@ -53,11 +53,14 @@ pub enum Scope {
     /// Create, change and delete the app's policy rules. Administrative.
     #[serde(rename = "policies:write")]
     PoliciesWrite,
+    /// Configure the app's webhook endpoint and read its deliveries. Administrative.
+    #[serde(rename = "webhooks:write")]
+    WebhooksWrite,
 }
 
 impl Scope {
     /// Every scope, in catalog order (the order listings and error messages use).
-    pub const ALL: [Scope; 13] = [
+    pub const ALL: [Scope; 14] = [
         Scope::TokensRetrieve,
         Scope::ProxyExecute,
         Scope::GrantsRead,
@@ -71,6 +74,7 @@ impl Scope {
         Scope::AuditRead,
         Scope::PoliciesRead,
         Scope::PoliciesWrite,
+        Scope::WebhooksWrite,
     ];
 
     /// The wire name, e.g. `tokens:retrieve`.
@@ -89,6 +93,7 @@ impl Scope {
             Scope::AuditRead => "audit:read",
             Scope::PoliciesRead => "policies:read",
             Scope::PoliciesWrite => "policies:write",
+            Scope::WebhooksWrite => "webhooks:write",
         }
     }
 

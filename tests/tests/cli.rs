@@ -386,6 +386,11 @@ mod policy;
 #[path = "cli/approvals.rs"]
 mod approvals;
 
+/// Webhooks: signed events for grants and approvals, retried, verifiable with the SDK
+/// (tests/cli/webhooks.rs).
+#[path = "cli/webhooks.rs"]
+mod webhooks;
+
 mod init {
     use super::*;
 

@@ -63,6 +63,9 @@ pub enum ApiError {
     /// An identity provider operation failed.
     #[error(transparent)]
     Idp(#[from] crate::identity::config::IdpConfigError),
+    /// A webhook operation failed.
+    #[error(transparent)]
+    Webhook(#[from] crate::webhooks::WebhookError),
     /// A service the request needs failed (database, audit); the cause is logged.
     #[error("{0}")]
     Internal(String),
@@ -91,6 +94,7 @@ impl ApiError {
             Self::Delegation(e) => e.code(),
             Self::Policy(e) => e.code(),
             Self::Idp(e) => e.code(),
+            Self::Webhook(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -122,6 +126,9 @@ impl ApiError {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::Idp(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Self::Webhook(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

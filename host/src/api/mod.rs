@@ -21,6 +21,7 @@ mod idp;
 pub mod openapi;
 mod policy;
 mod provider_config;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -59,6 +60,8 @@ pub struct ApiState {
     pub policies: crate::policy::Policies,
     /// The apps' identity providers.
     pub idps: crate::identity::config::IdpConfigs,
+    /// The apps' webhook endpoints.
+    pub webhooks: crate::webhooks::Webhooks,
     /// Resolves key ids to signing keys (database + key ring).
     pub keys: DbKeyResolver,
     /// Single-use nonces (database).
@@ -107,11 +110,23 @@ impl ApiState {
                 grants.store().clone(),
                 grants.audit().clone(),
             ),
+            webhooks: crate::webhooks::Webhooks::new(
+                grants.store().clone(),
+                grants.keys().clone(),
+                std::time::Duration::from_secs(10),
+            ),
             apps,
             grants,
             calls,
             trusted_proxies: Arc::from([]),
         }
+    }
+
+    /// The same state, with `webhooks` (its retry interval as configured).
+    #[must_use]
+    pub fn with_webhooks(mut self, webhooks: crate::webhooks::Webhooks) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 
     /// The same state, believing `X-Forwarded-For` from peers in `trusted` (see
@@ -153,6 +168,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/approvals/{id}/deny"),
     ("GET", "/v1/approvals/{id}/outcome"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/webhook"),
+    ("PUT", "/v1/webhook"),
+    ("DELETE", "/v1/webhook"),
+    ("GET", "/v1/webhook/deliveries"),
     ("GET", "/v1/agents"),
     ("POST", "/v1/agents"),
     ("GET", "/v1/agents/{id}"),
@@ -210,6 +229,13 @@ where
         .route("/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/v1/approvals/{id}/outcome", get(approvals::outcome))
         .route("/v1/audit", get(audit::list_audit))
+        .route(
+            "/v1/webhook",
+            get(webhooks::get_webhook)
+                .put(webhooks::put_webhook)
+                .delete(webhooks::delete_webhook),
+        )
+        .route("/v1/webhook/deliveries", get(webhooks::list_deliveries))
         .route(
             "/v1/agents",
             get(agents::list_agents).post(agents::create_agent),

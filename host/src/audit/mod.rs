@@ -237,11 +237,15 @@ pub enum Action {
     PolicyRuleUpdate,
     /// A policy rule was deleted.
     PolicyRuleDelete,
+    /// An app's webhook endpoint was configured or changed.
+    WebhookConfigure,
+    /// An app's webhook endpoint was removed.
+    WebhookRemove,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 27] = [
         Action::TokensRetrieve,
         Action::ProxyExecute,
         Action::GrantCreate,
@@ -267,6 +271,8 @@ impl Action {
         Action::PolicyRuleCreate,
         Action::PolicyRuleUpdate,
         Action::PolicyRuleDelete,
+        Action::WebhookConfigure,
+        Action::WebhookRemove,
     ];
 
     /// The stored name (`tokens.retrieve`, `proxy.execute`, `grant.revoke`, …).
@@ -297,6 +303,8 @@ impl Action {
             Action::PolicyRuleCreate => "policy.rule.create",
             Action::PolicyRuleUpdate => "policy.rule.update",
             Action::PolicyRuleDelete => "policy.rule.delete",
+            Action::WebhookConfigure => "webhook.configure",
+            Action::WebhookRemove => "webhook.remove",
         }
     }
 }

@@ -332,7 +332,8 @@ async fn rotate_reseals_every_value_with_the_new_version_and_keeps_its_plaintext
             ("credentials.sealed", 7, 0),
             ("provider_configs.client_secret", 1, 0),
             ("approvals.request", 0, 0),
-            ("approvals.response", 0, 0)
+            ("approvals.response", 0, 0),
+            ("webhooks.secret", 0, 0)
         ]
     );
     // Batches of 3: 1 api key, then 3 + 3 + 1 credentials, then 1 client secret.
@@ -513,8 +514,8 @@ async fn status_counts_values_per_version_and_column(db: &TestDb) -> anyhow::Res
     assert_eq!(
         rows,
         [
-            (1, false, true, vec![1, 0, 0, 2, 1]),
-            (2, true, true, vec![0, 0, 0, 1, 0])
+            (1, false, true, vec![1, 0, 0, 2, 1, 0]),
+            (2, true, true, vec![0, 0, 0, 1, 0, 0])
         ]
     );
     assert_eq!(s.versions[0].total, 4);

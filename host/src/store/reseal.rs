@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{Db, StoreError, api_keys, approvals, credentials, on_conn, provider_configs};
+use super::{
+    Db, StoreError, api_keys, approvals, credentials, on_conn, provider_configs, webhooks,
+};
 
 /// Where the data key version of a stored value can be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +126,15 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         id_column: "id",
         app_column: "app_id",
         kind: approvals::RESPONSE_KIND,
+        version: VersionIn::Header,
+        guard: Guard::OldValue,
+    },
+    SealedColumn {
+        table: "webhooks",
+        column: "secret",
+        id_column: "app_id",
+        app_column: "app_id",
+        kind: webhooks::SEALED_KIND,
         version: VersionIn::Header,
         guard: Guard::OldValue,
     },

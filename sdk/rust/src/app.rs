@@ -26,6 +26,7 @@ use tessera_proto::scopes::Scope;
 use tessera_proto::signing::{
     CONTENT_DIGEST_HEADER, OPTIONAL_COVERED_HEADERS, SIGNATURE_HEADER, SIGNATURE_INPUT_HEADER,
 };
+use tessera_proto::webhooks::{Delivery, DeliveryPage, WebhookRequest, WebhookView};
 use tessera_proto::whoami::Whoami;
 
 use crate::Error;
@@ -604,6 +605,59 @@ impl App {
             body,
         )
         .await
+    }
+
+    /// `PUT /v1/webhook` (`webhooks:write`, app keys only): sets where the app's events go.
+    /// A first configuration (or `rotate_secret`) returns the signing secret, once: keep it
+    /// and check each delivery with [`crate::webhooks::verify`].
+    pub async fn configure_webhook(&self, webhook: &WebhookRequest) -> Result<WebhookView, Error> {
+        let body = serde_json::to_vec(webhook)
+            .map_err(|e| Error::InvalidInput(format!("webhook: {e}")))?;
+        self.call_json(Method::PUT, self.endpoint(&["v1", "webhook"], &[]), body)
+            .await
+    }
+
+    /// `GET /v1/webhook` (`webhooks:write`, app keys only): the endpoint, without its secret.
+    pub async fn webhook(&self) -> Result<WebhookView, Error> {
+        self.call_json(
+            Method::GET,
+            self.endpoint(&["v1", "webhook"], &[]),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/webhook` (`webhooks:write`, app keys only): stops sending events.
+    pub async fn remove_webhook(&self) -> Result<(), Error> {
+        let response = self
+            .send_signed(
+                Method::DELETE,
+                self.endpoint(&["v1", "webhook"], &[]),
+                Vec::new(),
+            )
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(read_host_error(status, response).await)
+    }
+
+    /// `GET /v1/webhook/deliveries` (`webhooks:write`, app keys only): the app's event
+    /// deliveries, newest first, optionally of one status (`pending`, `delivered`,
+    /// `failed`).
+    pub async fn webhook_deliveries(&self, status: Option<&str>) -> Result<Vec<Delivery>, Error> {
+        let query: Vec<(&str, String)> = status
+            .map(|s| vec![("status", s.to_owned())])
+            .unwrap_or_default();
+        let page: DeliveryPage = self
+            .call_json(
+                Method::GET,
+                self.endpoint(&["v1", "webhook", "deliveries"], &query),
+                Vec::new(),
+            )
+            .await?;
+        Ok(page.items)
     }
 
     /// `GET /v1/approvals` (`approvals:read`): the app's approvals, newest first, optionally

@@ -79,3 +79,13 @@ pub use tessera_proto::problem::Problem;
 pub use tessera_proto::providers::ProviderSummary;
 pub use tessera_proto::scopes::Scope;
 pub use tessera_proto::whoami::Whoami;
+
+/// Checking the webhook deliveries the host sends: [`webhooks::verify`] the
+/// `tessera-signature` header against the body and the endpoint's secret, then act on the
+/// [`webhooks::Event`].
+pub mod webhooks {
+    pub use tessera_proto::webhooks::{
+        DEFAULT_TOLERANCE_SECS, EVENT_ID_HEADER, EVENT_TYPE_HEADER, EVENT_TYPES, Event,
+        SIGNATURE_HEADER, WebhookError, verify,
+    };
+}

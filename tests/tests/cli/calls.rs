@@ -670,6 +670,38 @@ fn every_route_refuses_a_key_without_its_scope() -> Result<()> {
                     .await
                     .map(|_| ()),
             )?;
+            let hook = tessera_proto::webhooks::WebhookRequest {
+                url: "https://hooks.example.com/tessera".into(),
+                events: Vec::new(),
+                rotate_secret: false,
+            };
+            expect(
+                Scope::WebhooksWrite,
+                without(Scope::WebhooksWrite)
+                    .configure_webhook(&hook)
+                    .await
+                    .map(|_| ()),
+            )?;
+            rig.a.configure_webhook(&hook).await?;
+            expect(
+                Scope::WebhooksWrite,
+                without(Scope::WebhooksWrite).webhook().await.map(|_| ()),
+            )?;
+            expect(
+                Scope::WebhooksWrite,
+                without(Scope::WebhooksWrite)
+                    .webhook_deliveries(None)
+                    .await
+                    .map(|_| ()),
+            )?;
+            expect(
+                Scope::WebhooksWrite,
+                without(Scope::WebhooksWrite).remove_webhook().await,
+            )?;
+            ensure!(
+                rig.a.webhook().await?.url == hook.url,
+                "a refused removal took effect"
+            );
             // Refused means untouched.
             ensure!(rig.a.provider_config("oauth2").await?.client_id == "billing-client");
             let agents = rig.a.agents().await?.items;
