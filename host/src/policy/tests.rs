@@ -473,7 +473,7 @@ fn held_by(v: &Verdict) -> Option<(&str, u32)> {
 fn require_approval_holds_matching_proxy_calls_and_every_retrieve_it_covers() {
     let mail_send = rule(
         "mail-send-needs-approval",
-        "provider:gmail",
+        "provider:google",
         &RuleKind::RequireApproval {
             methods: vec!["post".into()],
             paths: vec!["/gmail/v1/users/*/messages/send".into()],
@@ -482,7 +482,7 @@ fn require_approval_holds_matching_proxy_calls_and_every_retrieve_it_covers() {
     );
     let rules = [mail_send];
     let send = Call {
-        grant: grant("gmail"),
+        grant: grant("google"),
         method: "POST",
         url: "https://gmail.googleapis.com/gmail/v1/users/me/messages/send",
         ..Call::system()
@@ -495,7 +495,7 @@ fn require_approval_holds_matching_proxy_calls_and_every_retrieve_it_covers() {
         method: "GET",
         url: "https://gmail.googleapis.com/gmail/v1/users/me/messages",
         ..Call {
-            grant: grant("gmail"),
+            grant: grant("google"),
             ..Call::system()
         }
     };
@@ -504,7 +504,7 @@ fn require_approval_holds_matching_proxy_calls_and_every_retrieve_it_covers() {
         method: "POST",
         url: "https://gmail.googleapis.com/gmail/v1/users/me/drafts",
         ..Call {
-            grant: grant("gmail"),
+            grant: grant("google"),
             ..Call::system()
         }
     };

@@ -12,6 +12,7 @@ use tessera_proto::policy::{RuleKind, RuleRequest};
 use tessera_sdk::{App, Error, Method};
 
 use super::calls::{KEY_1, Stripe, create_key, runtime, start_stripe, stripe_secret};
+use super::delegations::agent_key;
 use super::serve::{Host, start_with};
 use super::*;
 
@@ -21,6 +22,8 @@ struct Rig {
     _host: Host,
     stripe: Stripe,
     a: App,
+    /// An agent key of the same app, with every scope.
+    bot: App,
     /// `TESSERA_EGRESS_OVERRIDES` of the host: a CLI approval sends from its own process.
     egress: String,
 }
@@ -58,6 +61,12 @@ impl Rig {
 fn rig(rt: &tokio::runtime::Runtime, dir: &Path, env: &[(&str, &str)]) -> Result<Rig> {
     init_with_app(dir, env)?;
     let key = create_key(dir, env, "billing")?;
+    json_of(&tessera_env(
+        dir,
+        env,
+        &["agent", "create", "mail-bot", "--app", "billing", "--json"],
+    )?)?;
+    let bot_key = agent_key(dir, env, "billing", "mail-bot")?;
     let stripe = Stripe::default();
     stripe
         .valid
@@ -70,6 +79,7 @@ fn rig(rt: &tokio::runtime::Runtime, dir: &Path, env: &[(&str, &str)]) -> Result
     envs.push(("TESSERA_EGRESS_OVERRIDES", &overrides));
     let host = start_with(dir, None, &envs)?;
     let a = App::new(&key, &format!("http://{}", host.addr))?.caller("billing-bot");
+    let bot = App::new(&bot_key, &format!("http://{}", host.addr))?;
     rt.block_on(async {
         a.set_managed_secret(&stripe_secret(KEY_1)).await?;
         a.create_policy_rule(&RuleRequest {
@@ -88,6 +98,7 @@ fn rig(rt: &tokio::runtime::Runtime, dir: &Path, env: &[(&str, &str)]) -> Result
         _host: host,
         stripe,
         a,
+        bot,
         egress: overrides,
     })
 }
@@ -155,6 +166,19 @@ fn a_held_call_is_shown_exactly_and_sent_once_when_approved() -> Result<()> {
             );
             let listed = rig.a.approvals(Some(ApprovalStatus::Pending)).await?;
             ensure!(listed.len() == 1 && listed[0].id == id && listed[0].request.is_none());
+
+            // An agent never decides (it must not approve its own request), nor sees another's.
+            let r = rig.bot.approve(&id, None, None).await;
+            ensure!(
+                r.as_ref().err().and_then(Error::code) == Some("app_key_required"),
+                "{r:?}"
+            );
+            let r = rig.bot.approval(&id).await;
+            ensure!(
+                r.as_ref().err().and_then(Error::code) == Some("approval_not_found"),
+                "{r:?}"
+            );
+            ensure!(rig.bot.approvals(None).await?.is_empty());
 
             // A decision quoting another hash changes nothing.
             let wrong = rig.a.approve(&id, Some(&"ab".repeat(32)), None).await;
