@@ -79,6 +79,8 @@ pub struct Config {
     /// How many seconds after a failed webhook delivery it is tried again (default 10);
     /// each later retry waits three times longer. Also `TESSERA_WEBHOOK_RETRY_SECS`.
     pub webhook_retry_secs: u64,
+    /// The end users' wallet at `/wallet/` (off unless `issuer` and `client_id` are set).
+    pub wallet: WalletConfig,
     /// PostgreSQL URL (`postgres://…`); when absent, an embedded SQLite database in the data
     /// directory. Also `TESSERA_DATABASE_URL`.
     pub database_url: Option<String>,
@@ -133,6 +135,52 @@ impl Default for EgressConfig {
     }
 }
 
+/// The wallet's sign-in: the operator's OpenID Connect identity provider, at which the
+/// wallet is a client with redirect URI `{public_url}/wallet/callback`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalletConfig {
+    /// The identity provider's issuer (`https://idp.example.com`): end users sign in there
+    /// and are `user:ISSUER:SUB`. Also `TESSERA_WALLET_ISSUER`.
+    pub issuer: Option<String>,
+    /// The wallet's client id at it. Also `TESSERA_WALLET_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// The client secret of a confidential client: only from `TESSERA_WALLET_CLIENT_SECRET`,
+    /// never the file. Absent: a public client (PKCE alone).
+    #[serde(skip)]
+    pub client_secret: Option<std::sync::Arc<secrecy::SecretString>>,
+    /// The scopes asked for (default `openid email profile`).
+    pub scopes: String,
+    /// How long a wallet session lasts, in seconds (default 28800, eight hours).
+    pub session_ttl_secs: u64,
+    /// The longest TTL an end user may give a grant from the wallet, in seconds (default
+    /// 7776000, 90 days).
+    pub max_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for WalletConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret_set", &self.client_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WalletConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            client_id: None,
+            client_secret: None,
+            scopes: "openid email profile".into(),
+            session_ttl_secs: 8 * 3600,
+            max_ttl_secs: 90 * 86_400,
+        }
+    }
+}
+
 /// Sandbox limits applied to every provider call.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -173,6 +221,7 @@ impl Default for Config {
             egress: EgressConfig::default(),
             refresh_skew_secs: 60,
             webhook_retry_secs: 10,
+            wallet: WalletConfig::default(),
             database_url: None,
             master_key: None,
         }
@@ -265,6 +314,15 @@ impl Config {
             }
         }
         apply_call_env(&mut config, &env)?;
+        if let Some(v) = env("TESSERA_WALLET_ISSUER").filter(|v| !v.is_empty()) {
+            config.wallet.issuer = Some(v);
+        }
+        if let Some(v) = env("TESSERA_WALLET_CLIENT_ID").filter(|v| !v.is_empty()) {
+            config.wallet.client_id = Some(v);
+        }
+        if let Some(v) = env("TESSERA_WALLET_CLIENT_SECRET").filter(|v| !v.is_empty()) {
+            config.wallet.client_secret = Some(std::sync::Arc::new(secrecy::SecretString::from(v)));
+        }
         if let Some(v) = env("TESSERA_DATABASE_URL").filter(|v| !v.is_empty()) {
             config.database_url = Some(v);
         }

@@ -259,6 +259,8 @@ impl Delegations {
         let found = self.record(owner, id).await?;
         let by = if owner.agent_id.is_some() {
             RevokedBy::Agent
+        } else if change.origin.actor.kind == crate::audit::ActorKind::User {
+            RevokedBy::User
         } else {
             RevokedBy::Operator
         };

@@ -31,4 +31,5 @@ pub mod server;
 pub mod setup;
 pub mod store;
 pub mod vault;
+pub mod wallet;
 pub mod webhooks;

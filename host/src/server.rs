@@ -105,9 +105,17 @@ pub async fn serve(
         std::time::Duration::from_secs(config.webhook_retry_secs),
     );
     tokio::spawn(webhooks.clone().run());
+    let wallet = crate::wallet::Wallet::new(
+        wallet_settings(&config),
+        &calls,
+        apps.keys().clone(),
+        &origin,
+    );
+    tokio::spawn(purge_wallet_sessions(apps.store().clone()));
     let api = ApiState::new(apps, calls, &origin)
         .with_trusted_proxies(&config.trusted_proxies)
-        .with_webhooks(webhooks);
+        .with_webhooks(webhooks)
+        .with_wallet(wallet);
     let app = router(AppState {
         config,
         registry,
@@ -160,6 +168,37 @@ async fn purge_nonces(nonces: crate::auth::DbNonceStore) {
         match nonces.purge_expired(crate::auth::unix_now()).await {
             Ok(n) => tracing::debug!(purged = n, "expired nonces deleted"),
             Err(e) => tracing::warn!(error = %e, "cannot delete expired nonces"),
+        }
+    }
+}
+
+/// The wallet's settings, when the operator configured its identity provider.
+fn wallet_settings(config: &Config) -> Option<crate::wallet::WalletSettings> {
+    let w = &config.wallet;
+    if let (Some(issuer), Some(client_id)) = (&w.issuer, &w.client_id) {
+        tracing::info!(%issuer, "the wallet signs users in at this identity provider");
+        Some(crate::wallet::WalletSettings {
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
+            client_secret: w.client_secret.as_deref().cloned(),
+            scopes: w.scopes.clone(),
+            session_ttl: std::time::Duration::from_secs(w.session_ttl_secs),
+            max_ttl: std::time::Duration::from_secs(w.max_ttl_secs),
+        })
+    } else {
+        tracing::info!("the wallet is off: set wallet.issuer and wallet.client_id");
+        None
+    }
+}
+
+/// Deletes ended wallet sessions and abandoned sign-ins, every minute.
+async fn purge_wallet_sessions(store: crate::store::Store) {
+    let mut every = tokio::time::interval(NONCE_PURGE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = crate::store::wallet::purge(&store, crate::store::Timestamp::now()).await {
+            tracing::warn!(error = %e, "cannot delete ended wallet sessions");
         }
     }
 }

@@ -15,5 +15,6 @@ pub mod problem;
 pub mod providers;
 pub mod scopes;
 pub mod signing;
+pub mod wallet;
 pub mod webhooks;
 pub mod whoami;

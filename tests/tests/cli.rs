@@ -391,6 +391,11 @@ mod approvals;
 #[path = "cli/webhooks.rs"]
 mod webhooks;
 
+/// The wallet's sign-in and API: a user's own grants, revoked from the browser side
+/// (tests/cli/wallet.rs).
+#[path = "cli/wallet.rs"]
+mod wallet;
+
 mod init {
     use super::*;
 
@@ -483,12 +488,31 @@ mod serve {
         providers_dir: Option<&Path>,
         envs: &[(&str, &str)],
     ) -> Result<Host> {
+        start_on(data_dir, providers_dir, envs, "127.0.0.1:0")
+    }
+
+    /// [`start_with`] on the address `listen` (for a peer that must know the host's origin
+    /// before it starts).
+    pub(super) fn start_listening(
+        data_dir: &Path,
+        envs: &[(&str, &str)],
+        listen: &str,
+    ) -> Result<Host> {
+        start_on(data_dir, None, envs, listen)
+    }
+
+    fn start_on(
+        data_dir: &Path,
+        providers_dir: Option<&Path>,
+        envs: &[(&str, &str)],
+        listen: &str,
+    ) -> Result<Host> {
         let mut cmd = Command::new(tessera_bin()?);
         cmd.arg("--data-dir").arg(data_dir);
         if let Some(dir) = providers_dir {
             cmd.arg("--providers-dir").arg(dir);
         }
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        cmd.args(["serve", "--listen", listen])
             .env("TESSERA_LOG", "warn")
             .env_remove("TESSERA_MASTER_KEY")
             .env_remove("TESSERA_DATABASE_URL")

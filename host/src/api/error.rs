@@ -66,6 +66,9 @@ pub enum ApiError {
     /// A webhook operation failed.
     #[error(transparent)]
     Webhook(#[from] crate::webhooks::WebhookError),
+    /// A wallet request failed.
+    #[error(transparent)]
+    Wallet(#[from] crate::wallet::WalletError),
     /// A service the request needs failed (database, audit); the cause is logged.
     #[error("{0}")]
     Internal(String),
@@ -95,6 +98,7 @@ impl ApiError {
             Self::Policy(e) => e.code(),
             Self::Idp(e) => e.code(),
             Self::Webhook(e) => e.code(),
+            Self::Wallet(e) => e.code(),
             Self::Internal(_) => "internal_error",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -129,6 +133,9 @@ impl ApiError {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::Webhook(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Self::Wallet(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -26,7 +26,7 @@ mod webhooks;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use tessera_proto::problem::Problem;
 use tessera_proto::providers::ProviderSummary;
@@ -44,6 +44,7 @@ use crate::grants::Grants;
 use crate::oauth::config::ProviderConfigs;
 use crate::oauth::connect::Connect;
 use crate::plugin::Registry;
+use crate::wallet::routes as wallet;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub idps: crate::identity::config::IdpConfigs,
     /// The apps' webhook endpoints.
     pub webhooks: crate::webhooks::Webhooks,
+    /// The end users' wallet (not configured unless [`ApiState::with_wallet`] is called).
+    pub wallet: crate::wallet::Wallet,
     /// Resolves key ids to signing keys (database + key ring).
     pub keys: DbKeyResolver,
     /// Single-use nonces (database).
@@ -110,6 +113,7 @@ impl ApiState {
                 grants.store().clone(),
                 grants.audit().clone(),
             ),
+            wallet: crate::wallet::Wallet::default(),
             webhooks: crate::webhooks::Webhooks::new(
                 grants.store().clone(),
                 grants.keys().clone(),
@@ -120,6 +124,13 @@ impl ApiState {
             calls,
             trusted_proxies: Arc::from([]),
         }
+    }
+
+    /// The same state, with the wallet.
+    #[must_use]
+    pub fn with_wallet(mut self, wallet: crate::wallet::Wallet) -> Self {
+        self.wallet = wallet;
+        self
     }
 
     /// The same state, with `webhooks` (its retry interval as configured).
@@ -189,6 +200,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/policy/schema"),
     ("POST", "/v1/connect/sessions"),
     ("GET", "/v1/connect/sessions/{id}"),
+    ("GET", "/wallet/login"),
+    ("GET", "/wallet/callback"),
+    ("GET", "/wallet/api/session"),
+    ("POST", "/wallet/api/logout"),
+    ("GET", "/wallet/api/grants"),
+    ("DELETE", "/wallet/api/grants/{id}"),
+    ("PUT", "/wallet/api/grants/{id}/ttl"),
+    ("GET", "/wallet/api/grants/{id}/activity"),
+    ("DELETE", "/wallet/api/delegations/{id}"),
+    ("GET", "/wallet/api/approvals"),
+    ("GET", "/wallet/api/approvals/{id}"),
+    ("POST", "/wallet/api/approvals/{id}/approve"),
+    ("POST", "/wallet/api/approvals/{id}/deny"),
     ("GET", "/connect/callback"),
     ("GET", "/connect/{link}"),
     ("POST", "/connect/{link}"),
@@ -264,6 +288,22 @@ where
         .route("/v1/policy/schema", get(policy::schema))
         .route("/v1/connect/sessions", post(connect::create_session))
         .route("/v1/connect/sessions/{id}", get(connect::get_session))
+        .route("/wallet/login", get(wallet::login))
+        .route("/wallet/callback", get(wallet::callback))
+        .route("/wallet/api/session", get(wallet::session))
+        .route("/wallet/api/logout", post(wallet::logout))
+        .route("/wallet/api/grants", get(wallet::grants))
+        .route("/wallet/api/grants/{id}", delete(wallet::revoke_grant))
+        .route("/wallet/api/grants/{id}/ttl", put(wallet::set_ttl))
+        .route("/wallet/api/grants/{id}/activity", get(wallet::activity))
+        .route(
+            "/wallet/api/delegations/{id}",
+            delete(wallet::revoke_delegation),
+        )
+        .route("/wallet/api/approvals", get(wallet::approvals))
+        .route("/wallet/api/approvals/{id}", get(wallet::approval))
+        .route("/wallet/api/approvals/{id}/approve", post(wallet::approve))
+        .route("/wallet/api/approvals/{id}/deny", post(wallet::deny))
         .route("/connect/callback", get(connect::callback))
         .route(
             "/connect/{link}",

@@ -94,6 +94,19 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         super::connect::consent_page,
         super::connect::consent_submit,
         super::connect::callback,
+        crate::wallet::routes::login,
+        crate::wallet::routes::callback,
+        crate::wallet::routes::session,
+        crate::wallet::routes::logout,
+        crate::wallet::routes::grants,
+        crate::wallet::routes::revoke_grant,
+        crate::wallet::routes::set_ttl,
+        crate::wallet::routes::activity,
+        crate::wallet::routes::revoke_delegation,
+        crate::wallet::routes::approvals,
+        crate::wallet::routes::approval,
+        crate::wallet::routes::approve,
+        crate::wallet::routes::deny,
     ),
     components(
         schemas(Problem),
@@ -111,6 +124,7 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         (name = "audit", description = "The app's audit log (for an agent key: the rows where that agent acted)."),
         (name = "agents", description = "The app's agents: workload identities with their own keys and audit trail; a disabled agent's keys are refused. Delegations let an agent use a grant it does not own."),
         (name = "policy", description = "The app's policy rules: restrictions on calls (time windows, IP allow-lists, groups, methods, rate limits, require-approval, custom Cedar `forbid` policies), decided by Cedar on every call."),
+        (name = "wallet", description = "The end user's wallet: sign-in with the operator's identity provider, then the user's own grants, delegations, activity and approvals. Authenticated by the wallet's session cookie; changes also need the session's `x-csrf-token`."),
         (name = "connect", description = "Connecting end users' accounts at OAuth providers: sessions for apps (signed), and the consent page and callback for end users' browsers (unsigned)."),
     ),
 )]
@@ -151,6 +165,18 @@ impl Modify for Additions {
                      is never sent. The scheme, with worked examples, is `docs/SIGNING.md` in \
                      the Tessera repository. The scopes an operation lists are the Tessera \
                      scopes the key must hold (narrowed by `tessera-constraints`).",
+                ))),
+            );
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "wallet_session",
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                    "tessera_wallet",
+                    "The wallet's session cookie, set by `GET /wallet/callback` after the user \
+                     signed in with the operator's identity provider (HttpOnly, SameSite=Lax, \
+                     path `/wallet`). Requests that change something also send the session's \
+                     CSRF token (`GET /wallet/api/session`) in `x-csrf-token`.",
                 ))),
             );
         // utoipa can only make a body optional with a nullable schema, but the host reads an
@@ -503,6 +529,15 @@ mod tests {
         for (method, path) in operations(&doc) {
             let op = &doc["paths"][&path][method.to_lowercase()];
             let what = format!("{method} {path}");
+            if path.starts_with("/wallet/api/") {
+                // The wallet's own API: the session cookie, never a signature.
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{ "wallet_session": [] }]),
+                    "{what} must take the wallet session"
+                );
+                continue;
+            }
             if !path.starts_with("/v1/") {
                 assert!(
                     op.get("security").is_none(),

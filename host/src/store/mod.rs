@@ -51,6 +51,7 @@ pub mod reseal;
 #[doc(hidden)]
 pub mod testing;
 mod types;
+pub mod wallet;
 pub mod webhooks;
 
 use std::fmt;

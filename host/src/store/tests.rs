@@ -516,7 +516,7 @@ async fn schemas_match_across_backends() -> anyhow::Result<()> {
     let (sqlite_shape, sqlite_indexes) = schema_shape(sqlite.store()).await?;
     let (postgres_shape, postgres_indexes) = schema_shape(postgres.store()).await?;
     assert!(
-        sqlite_shape.contains_key("audit") && sqlite_shape.len() == 19,
+        sqlite_shape.contains_key("audit") && sqlite_shape.len() == 21,
         "{sqlite_shape:#?}"
     );
     assert_eq!(sqlite_shape, postgres_shape);
