@@ -526,6 +526,98 @@ mod tests {
         }
     }
 
+    fn row(action: &str, outcome: &str) -> AuditRow {
+        AuditRow {
+            seq: 1,
+            id: "e".into(),
+            at: 0,
+            app_id: Some("a".into()),
+            actor_kind: "host".into(),
+            actor_id: "refresh".into(),
+            key_id: None,
+            caller: None,
+            action: action.into(),
+            provider: Some("github".into()),
+            grant_id: Some("g".into()),
+            principal_kind: Some("user".into()),
+            principal_value: Some("https://idp:ada".into()),
+            outcome: outcome.into(),
+            reason: None,
+            context: None,
+            request_id: None,
+            detail: None,
+            prev_hash: Vec::new(),
+            hash: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn audit_rows_make_the_documented_events_and_nothing_else() {
+        let cases = [
+            ("grant.create", "ok", json!({}), Some("grant.created")),
+            (
+                "grant.revoke",
+                "ok",
+                json!({"via": "wallet"}),
+                Some("grant.revoked"),
+            ),
+            (
+                "grant.reauth_required",
+                "ok",
+                json!({}),
+                Some("grant.reauth_required"),
+            ),
+            (
+                "proxy.execute",
+                "error",
+                json!({"error": "scope_reauth_required"}),
+                Some("grant.scope_mismatch"),
+            ),
+            (
+                "approval.request",
+                "pending",
+                json!({}),
+                Some("approval.requested"),
+            ),
+            (
+                "approval.decide",
+                "ok",
+                json!({"decision": "approved"}),
+                Some("approval.approved"),
+            ),
+            (
+                "approval.decide",
+                "denied",
+                json!({"decision": "expired"}),
+                Some("approval.expired"),
+            ),
+            (
+                "proxy.execute",
+                "ok",
+                json!({"approval_id": "x"}),
+                Some("approval.executed"),
+            ),
+            (
+                "proxy.execute",
+                "error",
+                json!({"approval_id": "x"}),
+                Some("approval.failed"),
+            ),
+            ("proxy.execute", "ok", json!({}), None),
+            ("tokens.retrieve", "ok", json!({}), None),
+            ("key.create", "ok", json!({}), None),
+        ];
+        for (action, outcome, detail, want) in cases {
+            let r = row(action, outcome);
+            assert_eq!(event_type(&r, &detail), want, "{action} {detail}");
+            if let Some(kind) = want {
+                assert!(wire::EVENT_TYPES.contains(&kind), "{kind} is documented");
+                let e = event_of(&r, kind, &detail);
+                assert_eq!(e.data["principal"], "user:https://idp:ada");
+            }
+        }
+    }
+
     #[test]
     fn retries_back_off_three_times_longer_each_time() {
         let base = Duration::from_secs(10);
