@@ -286,6 +286,39 @@ impl Delegations {
     }
 }
 
+impl Delegations {
+    /// Makes live delegation `id` end `ttl` from now (at most [`MAX_TTL_SECS`]), audited as
+    /// `delegation.ttl`. A revoked or expired delegation is not revived: `invalid_request`.
+    pub async fn set_ttl(
+        &self,
+        owner: Owner,
+        change: &Change,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<Delegation, DelegationError> {
+        let ttl = check_ttl(Some(ttl.as_secs()))?.unwrap_or(ttl);
+        let found = self.record(owner, id).await?;
+        let now = Timestamp::now();
+        let mut tx = self.store.begin().await?;
+        if !repo::set_expiry(&mut tx, owner.app_id, found.id, now.plus(ttl), now).await? {
+            return Err(DelegationError::Invalid(format!(
+                "delegation {id} has ended; a new one is needed"
+            )));
+        }
+        let record = repo::get(&mut tx, owner.app_id, found.id)
+            .await?
+            .ok_or_else(|| DelegationError::NotFound { id: id.to_owned() })?;
+        audit::append(
+            &mut tx,
+            &[entry(Action::DelegationTtl, change, &record, now)],
+        )
+        .await
+        .map_err(DelegationError::AuditUnavailable)?;
+        tx.commit().await?;
+        Ok(to_wire(&record, now))
+    }
+}
+
 /// Creates a delegation inside `tx` and its `delegation.create` audit row: the grant must be
 /// a live grant of `app_id` not owned by the agent. The connect flow calls this in the
 /// transaction that stores the user's grant, so consent and delegation land together.

@@ -105,17 +105,19 @@ pub async fn serve(
         std::time::Duration::from_secs(config.webhook_retry_secs),
     );
     tokio::spawn(webhooks.clone().run());
-    let wallet = crate::wallet::Wallet::new(
-        wallet_settings(&config),
-        &calls,
-        apps.keys().clone(),
-        &origin,
-    );
     tokio::spawn(purge_wallet_sessions(apps.store().clone()));
+    let keys = apps.keys().clone();
     let api = ApiState::new(apps, calls, &origin)
         .with_trusted_proxies(&config.trusted_proxies)
-        .with_webhooks(webhooks)
-        .with_wallet(wallet);
+        .with_webhooks(webhooks);
+    let wallet = crate::wallet::Wallet::new(
+        wallet_settings(&config),
+        &api.calls,
+        api.connect.clone(),
+        keys,
+        &origin,
+    );
+    let api = api.with_wallet(wallet);
     let app = router(AppState {
         config,
         registry,

@@ -65,6 +65,9 @@ pub struct WalletGrant {
     pub provider_name: String,
     /// The grant.
     pub grant: Grant,
+    /// Its scopes in words, where the provider declares them (scope → words).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scope_labels: std::collections::BTreeMap<String, String>,
     /// The live delegations of it.
     pub delegations: Vec<WalletDelegation>,
 }
@@ -75,6 +78,17 @@ pub struct WalletGrant {
 pub struct WalletGrantPage {
     /// The grants.
     pub items: Vec<WalletGrant>,
+}
+
+/// `POST /wallet/api/grants/{id}/reconnect`: where to send the browser to connect the grant's
+/// account again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WalletReconnect {
+    /// The connect page (the same consent page as the first connection).
+    pub connect_url: String,
+    /// The connect session.
+    pub session_id: String,
 }
 
 /// `PUT /wallet/api/grants/{id}/ttl` and `PUT /wallet/api/delegations/{id}/ttl`.

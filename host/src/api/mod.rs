@@ -208,7 +208,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/wallet/api/grants/{id}"),
     ("PUT", "/wallet/api/grants/{id}/ttl"),
     ("GET", "/wallet/api/grants/{id}/activity"),
+    ("POST", "/wallet/api/grants/{id}/reconnect"),
     ("DELETE", "/wallet/api/delegations/{id}"),
+    ("PUT", "/wallet/api/delegations/{id}/ttl"),
     ("GET", "/wallet/api/approvals"),
     ("GET", "/wallet/api/approvals/{id}"),
     ("POST", "/wallet/api/approvals/{id}/approve"),
@@ -296,6 +298,11 @@ where
         .route("/wallet/api/grants/{id}", delete(wallet::revoke_grant))
         .route("/wallet/api/grants/{id}/ttl", put(wallet::set_ttl))
         .route("/wallet/api/grants/{id}/activity", get(wallet::activity))
+        .route("/wallet/api/grants/{id}/reconnect", post(wallet::reconnect))
+        .route(
+            "/wallet/api/delegations/{id}/ttl",
+            put(wallet::set_delegation_ttl),
+        )
         .route(
             "/wallet/api/delegations/{id}",
             delete(wallet::revoke_delegation),

@@ -102,6 +102,8 @@ pub const SIGNATURE_SCHEME: &str = "tessera_signature";
         crate::wallet::routes::revoke_grant,
         crate::wallet::routes::set_ttl,
         crate::wallet::routes::activity,
+        crate::wallet::routes::reconnect,
+        crate::wallet::routes::set_delegation_ttl,
         crate::wallet::routes::revoke_delegation,
         crate::wallet::routes::approvals,
         crate::wallet::routes::approval,

@@ -205,6 +205,8 @@ pub enum Action {
     DelegationCreate,
     /// A delegation was withdrawn.
     DelegationRevoke,
+    /// A delegation's expiry was changed.
+    DelegationTtl,
     /// A human-in-the-loop approval was requested.
     ApprovalRequest,
     /// An approval was decided.
@@ -245,7 +247,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Action::TokensRetrieve,
         Action::ProxyExecute,
         Action::GrantCreate,
@@ -255,6 +257,7 @@ impl Action {
         Action::GrantTtl,
         Action::DelegationCreate,
         Action::DelegationRevoke,
+        Action::DelegationTtl,
         Action::ApprovalRequest,
         Action::ApprovalDecide,
         Action::AppCreate,
@@ -287,6 +290,7 @@ impl Action {
             Action::GrantTtl => "grant.ttl",
             Action::DelegationCreate => "delegation.create",
             Action::DelegationRevoke => "delegation.revoke",
+            Action::DelegationTtl => "delegation.ttl",
             Action::ApprovalRequest => "approval.request",
             Action::ApprovalDecide => "approval.decide",
             Action::AppCreate => "app.create",

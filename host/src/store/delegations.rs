@@ -306,6 +306,30 @@ pub async fn revoke(
     })
 }
 
+/// Sets live delegation `id`'s expiry to `expires_at`; returns whether it was live at `now`
+/// (a revoked or expired one is left alone).
+pub async fn set_expiry(
+    db: impl Into<Db<'_>>,
+    app_id: AppId,
+    id: DelegationId,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    on_conn!(db, |conn| {
+        let done = sqlx::query(
+            "UPDATE delegations SET expires_at = $1 WHERE id = $2 AND app_id = $3 \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $4)",
+        )
+        .bind(expires_at.unix_millis())
+        .bind(id.to_string())
+        .bind(app_id.to_string())
+        .bind(now.unix_millis())
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    })
+}
+
 /// Closes an expired but unrevoked delegation of grant `grant_id` to agent `agent_id` (as
 /// `expired`, at its expiry), so that a new one of the same pair can be stored.
 pub async fn close_expired(

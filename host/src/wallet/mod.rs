@@ -32,8 +32,11 @@ use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 use tessera_proto::approvals::{Approval, ApprovalPage, ApprovalStatus, DecideRequest};
 use tessera_proto::audit::AuditPage;
+use tessera_proto::connect::ConnectSessionRequest;
+use tessera_proto::delegations::Delegation;
+use tessera_proto::grants::GrantKind;
 use tessera_proto::grants::{Grant, GrantStatus, Principal};
-use tessera_proto::wallet::{WalletDelegation, WalletGrant, WalletGrantPage};
+use tessera_proto::wallet::{WalletDelegation, WalletGrant, WalletGrantPage, WalletReconnect};
 
 use crate::audit::{Actor, ActorKind, AuditError, Origin, Via};
 use crate::calls::{ApprovalFilter, CallError, Calls};
@@ -221,6 +224,8 @@ struct Inner {
     grants: Grants,
     delegations: Delegations,
     calls: Calls,
+    connect: crate::oauth::connect::Connect,
+    public_origin: String,
     redirect_uri: String,
     secure: bool,
     endpoints: Mutex<Option<Endpoints>>,
@@ -337,6 +342,7 @@ impl Wallet {
     pub fn new(
         settings: Option<WalletSettings>,
         calls: &Calls,
+        connect: crate::oauth::connect::Connect,
         keys: LiveRing,
         public_origin: &str,
     ) -> Self {
@@ -353,6 +359,8 @@ impl Wallet {
                 verifier: Verifier::new(grants.egress().clone()),
                 delegations: Delegations::new(grants.store().clone()),
                 calls: calls.clone(),
+                connect,
+                public_origin: public_origin.trim_end_matches('/').to_owned(),
                 grants,
                 redirect_uri: format!("{}/wallet/callback", public_origin.trim_end_matches('/')),
                 secure: public_origin.starts_with("https://"),
@@ -645,13 +653,23 @@ impl Wallet {
     /// The user's live grants, by app name, with their delegations.
     pub async fn grants(&self, user: &WalletUser) -> Result<WalletGrantPage, WalletError> {
         let inner = self.inner()?;
-        let names: HashMap<String, String> = inner
-            .grants
-            .registry()
+        let registry = inner.grants.registry();
+        let names: HashMap<String, String> = registry
             .catalogue()
             .into_iter()
             .map(|p| (p.id, p.display_name))
             .collect();
+        let labels = |provider: &str, scopes: &[String]| {
+            let mut out = std::collections::BTreeMap::new();
+            if let Some(p) = registry.get(provider) {
+                for d in &p.info().scopes {
+                    if scopes.contains(&d.name) {
+                        out.insert(d.name.clone(), d.label.clone());
+                    }
+                }
+            }
+            out
+        };
         let mut apps = crate::store::apps::list(&inner.store).await?;
         apps.sort_by(|a, b| a.name.cmp(&b.name));
         let mut items = Vec::new();
@@ -677,6 +695,7 @@ impl Wallet {
                             .get(&grant.provider)
                             .cloned()
                             .unwrap_or_else(|| grant.provider.clone()),
+                        scope_labels: labels(&grant.provider, &grant.scopes),
                         grant,
                         delegations,
                     });
@@ -778,8 +797,76 @@ impl Wallet {
             .await?)
     }
 
-    /// Ends a delegation of one of the user's grants; the grant stays.
-    pub async fn revoke_delegation(&self, user: &WalletUser, id: &str) -> Result<(), WalletError> {
+    /// A connect session that connects one of the user's OAuth grants again (its account,
+    /// its scopes): the grant is revived when the user finishes it.
+    pub async fn reconnect(
+        &self,
+        user: &WalletUser,
+        id: &str,
+    ) -> Result<WalletReconnect, WalletError> {
+        let inner = self.inner()?;
+        let (app, grant) = self.own_grant(user, id).await?;
+        if grant.kind != GrantKind::Oauth {
+            return Err(WalletError::Invalid(
+                "only an OAuth grant is connected again; the app's operator replaces a managed secret".into(),
+            ));
+        }
+        let session = inner
+            .connect
+            .create(
+                Owner::app(app),
+                ConnectSessionRequest {
+                    provider: grant.provider.clone(),
+                    principal: user.principal.clone(),
+                    allowed_scopes: None,
+                    return_url: Some(format!("{}/wallet/", inner.public_origin)),
+                    connection_params: std::collections::BTreeMap::new(),
+                    agent: None,
+                    delegation_ttl_secs: None,
+                    grant_ttl_secs: None,
+                },
+            )
+            .await
+            .map_err(|e| WalletError::Invalid(e.to_string()))?;
+        Ok(WalletReconnect {
+            connect_url: session.connect_url.unwrap_or_default(),
+            session_id: session.id,
+        })
+    }
+
+    /// Makes a delegation of one of the user's grants end `ttl_secs` from now (at most the
+    /// operator's maximum).
+    pub async fn set_delegation_ttl(
+        &self,
+        user: &WalletUser,
+        id: &str,
+        ttl_secs: u64,
+    ) -> Result<Delegation, WalletError> {
+        let max = self.max_ttl_secs();
+        if ttl_secs == 0 || ttl_secs > max {
+            return Err(WalletError::Invalid(format!(
+                "a TTL is 1 to {max} seconds on this host"
+            )));
+        }
+        let (app, _) = self.own_delegation(user, id).await?;
+        Ok(self
+            .inner()?
+            .delegations
+            .set_ttl(
+                Owner::app(app),
+                &user.change(),
+                id,
+                Duration::from_secs(ttl_secs),
+            )
+            .await?)
+    }
+
+    /// Delegation `id` if it is of one of the user's grants: its app and wire form.
+    async fn own_delegation(
+        &self,
+        user: &WalletUser,
+        id: &str,
+    ) -> Result<(AppId, Delegation), WalletError> {
         let inner = self.inner()?;
         let not_found = || WalletError::NotFound {
             what: "delegation",
@@ -796,6 +883,13 @@ impl Wallet {
         self.own_grant(user, &delegation.grant_id)
             .await
             .map_err(|_| not_found())?;
+        Ok((app, delegation))
+    }
+
+    /// Ends a delegation of one of the user's grants; the grant stays.
+    pub async fn revoke_delegation(&self, user: &WalletUser, id: &str) -> Result<(), WalletError> {
+        let inner = self.inner()?;
+        let (app, _) = self.own_delegation(user, id).await?;
         inner
             .delegations
             .revoke(Owner::app(app), &user.change(), id)

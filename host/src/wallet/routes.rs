@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tessera_proto::approvals::{Approval, ApprovalPage, ApprovalStatus, DecideRequest};
 use tessera_proto::audit::AuditPage;
+use tessera_proto::delegations::Delegation;
 use tessera_proto::grants::Grant;
 use tessera_proto::problem::Problem;
 use tessera_proto::wallet::{
-    CSRF_HEADER, SESSION_COOKIE, WalletGrantPage, WalletSession, WalletTtlRequest,
+    CSRF_HEADER, SESSION_COOKIE, WalletGrantPage, WalletReconnect, WalletSession, WalletTtlRequest,
 };
 
 use super::{WalletError, WalletUser, csrf_token};
@@ -306,6 +307,69 @@ pub(crate) async fn set_ttl(
     Ok(Json(
         api.wallet
             .set_grant_ttl(&s.user, &id, request.ttl_secs)
+            .await?,
+    ))
+}
+
+/// `POST /wallet/api/grants/{id}/reconnect`: a connect session to connect one of the user's
+/// OAuth grants again (after it needs re-authorization, or to grant missing scopes); the
+/// browser goes to `connect_url` and comes back to the wallet.
+///
+/// Session cookie and CSRF token. Errors: `grant_not_found`, `invalid_request` (not an
+/// OAuth grant, or the app's OAuth client is not configured), the session codes.
+#[utoipa::path(
+    post,
+    path = "/wallet/api/grants/{id}/reconnect",
+    tag = "wallet",
+    params(("id" = String, Path, description = "The grant id.")),
+    security(("wallet_session" = [])),
+    responses(
+        (status = 200, description = "Where to send the browser.", body = WalletReconnect),
+        (status = 400, description = "`invalid_request`: a managed secret, or the app cannot connect this provider now.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`wallet_session_required`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_token_invalid`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`grant_not_found`.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn reconnect(
+    State(api): State<ApiState>,
+    Path(id): Path<String>,
+    s: Session,
+) -> Result<Json<WalletReconnect>, ApiError> {
+    Ok(Json(api.wallet.reconnect(&s.user, &id).await?))
+}
+
+/// `PUT /wallet/api/delegations/{id}/ttl`: a delegation of one of the user's grants ends
+/// `ttl_secs` from now (at most the session's `max_ttl_secs`).
+///
+/// Session cookie and CSRF token. Errors: `invalid_request` (out of range, or the
+/// delegation has ended), `delegation_not_found`, the session codes.
+#[utoipa::path(
+    put,
+    path = "/wallet/api/delegations/{id}/ttl",
+    tag = "wallet",
+    params(("id" = String, Path, description = "The delegation id.")),
+    request_body(content = WalletTtlRequest, content_type = "application/json"),
+    security(("wallet_session" = [])),
+    responses(
+        (status = 200, description = "The delegation with its new `expires_at`.", body = Delegation),
+        (status = 400, description = "`invalid_request`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`wallet_session_required`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_token_invalid`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`delegation_not_found`.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn set_delegation_ttl(
+    State(api): State<ApiState>,
+    Path(id): Path<String>,
+    s: Session,
+    body: axum::body::Bytes,
+) -> Result<Json<Delegation>, ApiError> {
+    let request: WalletTtlRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is not valid: {e}")))?;
+    Ok(Json(
+        api.wallet
+            .set_delegation_ttl(&s.user, &id, request.ttl_secs)
             .await?,
     ))
 }

@@ -317,6 +317,29 @@ fn a_user_signs_in_sees_only_their_grants_and_takes_them_back() -> Result<()> {
                 "{approved}"
             );
 
+            // A delegation's TTL within the maximum; a managed secret is not reconnected.
+            let ttl: serde_json::Value = b
+                .put(format!(
+                    "{origin}/wallet/api/delegations/{}/ttl",
+                    delegation.id
+                ))
+                .header("x-csrf-token", &csrf)
+                .json(&json!({"ttl_secs": 7200}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            ensure!(
+                ttl["expires_at"].is_string() && ttl["status"] == "active",
+                "{ttl}"
+            );
+            let not_oauth = b
+                .post(format!("{origin}/wallet/api/grants/{}/reconnect", ada2.id))
+                .header("x-csrf-token", &csrf)
+                .send()
+                .await?;
+            ensure!(not_oauth.status() == 400, "{}", not_oauth.status());
+
             // Revoke a delegation: the agent loses the grant, the grant stays.
             let ended = b
                 .delete(format!("{origin}/wallet/api/delegations/{}", delegation.id))
@@ -372,6 +395,107 @@ fn a_user_signs_in_sees_only_their_grants_and_takes_them_back() -> Result<()> {
             ensure!(out.status() == 204, "{}", out.status());
             let after = b.get(format!("{origin}/wallet/api/session")).send().await?;
             ensure!(after.status() == 401, "{}", after.status());
+            Ok(())
+        })
+    })
+}
+
+/// An OAuth grant is connected again from the wallet: the reconnect link is the app's own
+/// connect flow, for the same provider and user, and finishing it updates the same grant.
+#[test]
+fn a_user_reconnects_an_oauth_grant_from_the_wallet() -> Result<()> {
+    use super::oauth_connect::{CLIENT_ID, CLIENT_SECRET, configure, location, session_request};
+    on_both_backends(|dir, env| {
+        let rt = runtime()?;
+        let port = free_port()?;
+        let origin = format!("http://127.0.0.1:{port}");
+        let connect_callback = format!("{origin}/connect/callback");
+        let peer = OidcPeer::start(&json!({
+            "clients": [
+                {
+                    "client_id": WALLET_CLIENT,
+                    "public": true,
+                    "redirect_uris": [format!("{origin}/wallet/callback")],
+                },
+                {
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "redirect_uris": [connect_callback.clone()],
+                },
+            ],
+            "access_token_ttl": 600,
+        }))?;
+        let issuer = peer.issuer().to_owned();
+        init_with_app(dir, env)?;
+        let key = create_key(dir, env, "billing")?;
+        configure(dir, env, &issuer)?;
+        let mut envs = env.to_vec();
+        envs.extend([
+            ("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"),
+            ("TESSERA_WALLET_ISSUER", issuer.as_str()),
+            ("TESSERA_WALLET_CLIENT_ID", WALLET_CLIENT),
+        ]);
+        let _host = start_listening(dir, &envs, &format!("127.0.0.1:{port}"))?;
+        let app = App::new(&key, &origin)?;
+        rt.block_on(async {
+            let ada = Principal::User {
+                issuer: issuer.clone(),
+                subject: "ada".into(),
+            };
+            // ada connects her account through the app.
+            let session = app
+                .create_connect_session(&tessera_proto::connect::ConnectSessionRequest {
+                    principal: ada.clone(),
+                    ..session_request(None)
+                })
+                .await?;
+            let link = session.connect_url.context("connect_url")?;
+            let b = browser()?;
+            let go = b.post(&link).form(&[("decision", "allow")]).send().await?;
+            let callback = authorize(&location(&go)?, "ada", &connect_callback).await?;
+            ensure!(b.get(&callback).send().await?.status() == 200);
+            let grant_id = app
+                .connect_session(&session.id)
+                .await?
+                .grant_id
+                .context("grant")?;
+
+            // In her wallet: the grant, and a reconnect link into the same flow.
+            let (_, csrf) = sign_in(&b, &origin, "ada").await?;
+            let page: serde_json::Value = b
+                .get(format!("{origin}/wallet/api/grants"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            ensure!(
+                page["items"][0]["grant"]["id"] == grant_id.as_str(),
+                "{page}"
+            );
+            ensure!(page["items"][0]["grant"]["kind"] == "oauth", "{page}");
+            let again: serde_json::Value = b
+                .post(format!("{origin}/wallet/api/grants/{grant_id}/reconnect"))
+                .header("x-csrf-token", &csrf)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let relink = again["connect_url"].as_str().context("connect_url")?;
+            ensure!(relink.starts_with(&format!("{origin}/connect/")), "{again}");
+            let go = b.post(relink).form(&[("decision", "allow")]).send().await?;
+            let callback = authorize(&location(&go)?, "ada", &connect_callback).await?;
+            let back = b.get(&callback).send().await?;
+            ensure!(
+                location(&back)?.starts_with(&format!("{origin}/wallet/")),
+                "back to the wallet: {:?}",
+                back.headers()
+            );
+            let session_id = again["session_id"].as_str().context("session_id")?;
+            let done = app.connect_session(session_id).await?;
+            ensure!(
+                done.grant_id.as_deref() == Some(grant_id.as_str()),
+                "the same grant, connected again: {done:?}"
+            );
             Ok(())
         })
     })
