@@ -50,4 +50,50 @@ fn main() {
         println!("cargo:warning=cannot write the built-in component list: {e}");
         std::process::exit(1);
     }
+    wallet_assets(&manifest_dir, &out_dir);
+}
+
+/// Embeds the built wallet (`target/wallet-ui`, written by `cargo xtask wallet`): every file
+/// of that directory, by name.
+fn wallet_assets(manifest_dir: &std::path::Path, out_dir: &std::path::Path) {
+    let dir = std::env::var_os("TESSERA_WALLET_ASSETS_DIR")
+        .map_or_else(|| manifest_dir.join("../target/wallet-ui"), PathBuf::from);
+    println!("cargo:rerun-if-env-changed=TESSERA_WALLET_ASSETS_DIR");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    if !files.iter().any(|f| f.ends_with("index.html")) {
+        println!(
+            "cargo:warning=no built wallet in {}; run `cargo xtask build` to embed it",
+            dir.display()
+        );
+        files.clear();
+    }
+    let mut out = String::from("/// The wallet's built files: (file name, bytes).\n");
+    out.push_str("pub static WALLET_ASSETS: &[(&str, &[u8])] = &[\n");
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+        let name = file
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    ({name:?}, include_bytes!({:?})),",
+            file.display().to_string()
+        );
+    }
+    out.push_str("];\n");
+    if let Err(e) = std::fs::write(out_dir.join("wallet_assets.rs"), out) {
+        println!("cargo:warning=cannot write the wallet asset list: {e}");
+        std::process::exit(1);
+    }
 }

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_http;
 mod postgres;
+mod wallet;
 
 /// Guest target of built-in providers: its modules import nothing, so components made from
 /// them import nothing either.
@@ -98,6 +99,7 @@ fn main() -> Result<()> {
         Task::Build => {
             ensure_rust_targets()?;
             components(&root)?;
+            wallet::build(&root)?;
             step("building the host (release)");
             cargo(
                 &root,
@@ -107,6 +109,7 @@ fn main() -> Result<()> {
         Task::Serve { args } => {
             ensure_rust_targets()?;
             components(&root)?;
+            wallet::build(&root)?;
             step("building the host (release)");
             cargo(
                 &root,
@@ -146,10 +149,28 @@ fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     ensure_rust_targets()?;
     ensure_npm_peers(root)?;
+    wallet::ensure_chromium()?;
     components(root)?;
+    wallet::build(root)?;
     step("formatting check");
     cargo(root, ["fmt", "--all", "--check"])?;
     cargo_in(&root.join("providers"), ["fmt", "--all", "--check"])?;
+    cargo_in(&root.join("wallet-ui"), ["fmt", "--check"])?;
+    step("wallet: clippy (WebAssembly)");
+    cargo_in(
+        &root.join("wallet-ui"),
+        [
+            "clippy",
+            "--locked",
+            "--target",
+            wallet::TARGET,
+            "--",
+            "-D",
+            "warnings",
+            "-W",
+            "clippy::pedantic",
+        ],
+    )?;
     step("provider crates: native unit tests");
     let providers_dir = root.join("providers");
     let (providers, _) = guest_crates(&providers_dir)?;

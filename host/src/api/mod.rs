@@ -200,6 +200,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/policy/schema"),
     ("POST", "/v1/connect/sessions"),
     ("GET", "/v1/connect/sessions/{id}"),
+    ("GET", "/wallet/"),
+    ("GET", "/wallet/{*path}"),
     ("GET", "/wallet/login"),
     ("GET", "/wallet/callback"),
     ("GET", "/wallet/api/session"),
@@ -290,6 +292,8 @@ where
         .route("/v1/policy/schema", get(policy::schema))
         .route("/v1/connect/sessions", post(connect::create_session))
         .route("/v1/connect/sessions/{id}", get(connect::get_session))
+        .route("/wallet/", get(crate::wallet::assets::index))
+        .route("/wallet/{*path}", get(crate::wallet::assets::asset))
         .route("/wallet/login", get(wallet::login))
         .route("/wallet/callback", get(wallet::callback))
         .route("/wallet/api/session", get(wallet::session))

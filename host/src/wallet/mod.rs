@@ -18,6 +18,7 @@
 //! Must never: accept a `state` twice, trust an ID token it did not verify, store a cookie
 //! value or state in plaintext, or show a user anything whose principal is not them.
 
+pub mod assets;
 pub mod routes;
 
 use std::collections::HashMap;

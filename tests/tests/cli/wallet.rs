@@ -500,3 +500,152 @@ fn a_user_reconnects_an_oauth_grant_from_the_wallet() -> Result<()> {
         })
     })
 }
+
+/// The wallet in a real browser (Debian's chromium, driven by playwright-core through
+/// `tests/peers/wallet-browser.mjs`): sign in at the identity provider's own pages, see the
+/// grants by app, approve one held request and deny another, open activity, remove an
+/// agent's access, revoke a grant, check 375 px, sign out. Then the effects, from the app's
+/// side. Screenshots go to `target/wallet-screenshots`, or to `docs/img` with
+/// `TESSERA_UPDATE_SCREENSHOTS=1`.
+#[test]
+#[allow(clippy::too_many_lines)] // one story
+fn the_wallet_works_in_a_browser() -> Result<()> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    ensure!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: `cargo xtask test` installs Debian's chromium (as root), or set CHROMIUM"
+    );
+    let shots = if std::env::var("TESSERA_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        root().join("docs/img")
+    } else {
+        root().join("target/wallet-screenshots")
+    };
+    let rt = runtime()?;
+    let data = tempfile::tempdir()?;
+    let dir = data.path().join("data");
+    let port = free_port()?;
+    let origin = format!("http://127.0.0.1:{port}");
+    let peer = OidcPeer::start(&json!({
+        "clients": [{
+            "client_id": WALLET_CLIENT,
+            "public": true,
+            "redirect_uris": [format!("{origin}/wallet/callback")],
+        }],
+    }))?;
+    let issuer = peer.issuer().to_owned();
+    init_with_app(&dir, &[])?;
+    let key = create_key(&dir, &[], "billing")?;
+    let stripe = Stripe::default();
+    stripe
+        .valid
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .extend([KEY_1.to_owned(), KEY_2.to_owned()]);
+    stripe
+        .names
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .insert(KEY_2.to_owned(), "Globex".to_owned());
+    let stripe_origin = rt.block_on(start_stripe(stripe.clone()))?;
+    let overrides = format!("api.stripe.com={stripe_origin}");
+    let envs = [
+        ("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"),
+        ("TESSERA_EGRESS_OVERRIDES", overrides.as_str()),
+        ("TESSERA_WALLET_ISSUER", issuer.as_str()),
+        ("TESSERA_WALLET_CLIENT_ID", WALLET_CLIENT),
+    ];
+    let _host = start_listening(&dir, &envs, &format!("127.0.0.1:{port}"))?;
+    let app = App::new(&key, &origin)?.caller("invoice-sync");
+    let customers = "https://api.stripe.com/v1/customers";
+    let (acme, globex, delegation) = rt.block_on(async {
+        let ada = Principal::User {
+            issuer: issuer.clone(),
+            subject: "ada".into(),
+        };
+        let mut one = stripe_secret(KEY_1);
+        one.principal = Some(ada.clone());
+        let mut two = stripe_secret(KEY_2);
+        two.principal = Some(ada);
+        let acme = app.set_managed_secret(&one).await?.grant;
+        let globex = app.set_managed_secret(&two).await?.grant;
+        let bot = app.create_agent("mail-bot").await?;
+        let delegation = app.delegate(&globex.id, &bot.id, None).await?;
+        app.proxy_request(Method::GET, customers)
+            .grant_id(&acme.id)
+            .reason("nightly sync")
+            .send()
+            .await?;
+        app.create_policy_rule(&RuleRequest {
+            name: "customer-writes".into(),
+            applies_to: format!("grant:{}", acme.id),
+            rule: RuleKind::RequireApproval {
+                methods: vec!["POST".into()],
+                paths: Vec::new(),
+                ttl_secs: None,
+            },
+        })
+        .await?;
+        for body in ["name=Ada", "name=Mallory"] {
+            let held = app
+                .proxy_request(Method::POST, customers)
+                .grant_id(&acme.id)
+                .body(body)
+                .send()
+                .await;
+            ensure!(
+                matches!(held, Err(Error::ApprovalPending { .. })),
+                "{held:?}"
+            );
+        }
+        Ok::<_, anyhow::Error>((acme, globex, delegation))
+    })?;
+    let out = Command::new("node")
+        .arg(root().join("tests/peers/wallet-browser.mjs"))
+        .arg(
+            json!({
+                "origin": origin,
+                "login": "ada",
+                "screenshots": shots,
+            })
+            .to_string(),
+        )
+        .env("CHROMIUM", &chromium)
+        .output()
+        .context("cannot run node")?;
+    let report = stdout(&out);
+    ensure!(
+        out.status.success(),
+        "the browser run failed: {report}\n{}",
+        stderr(&out)
+    );
+    let seen: serde_json::Value =
+        serde_json::from_str(report.trim().lines().last().unwrap_or("{}"))?;
+    ensure!(seen["grants"] == 2 && seen["pending"] == 2, "{seen}");
+    ensure!(seen["apps"] == json!(["billing"]), "{seen}");
+    rt.block_on(async {
+        let created = stripe
+            .created
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .clone();
+        ensure!(
+            created == ["name=Ada"],
+            "only the approved request was sent: {created:?}"
+        );
+        let r = app
+            .proxy_request(Method::GET, customers)
+            .grant_id(&acme.id)
+            .send()
+            .await;
+        ensure!(matches!(r, Err(Error::GrantRevoked { .. })), "{r:?}");
+        app.proxy_request(Method::GET, customers)
+            .grant_id(&globex.id)
+            .send()
+            .await?;
+        ensure!(
+            app.delegation(&delegation.id).await?.revoked_by.as_deref() == Some("user"),
+            "the user removed the agent's access"
+        );
+        Ok(())
+    })
+}
