@@ -94,6 +94,9 @@ try {
   await mallory.getByRole('button', { name: 'Deny' }).click();
   await page.getByText('Denied: nothing was sent.').waitFor();
   await page.locator('article.approval').first().waitFor({ state: 'detached' });
+  const history = page.locator('details.history');
+  await history.locator('summary').click();
+  seen.history = await history.locator('li').count();
 
   // Activity of a grant.
   await acme.getByRole('button', { name: 'Activity' }).click();
@@ -101,6 +104,14 @@ try {
   seen.activity = await acme.locator('table tbody tr').count();
   expect((await acme.innerText()).includes('nightly sync'), "the developer's reason in the activity");
   await shot('wallet-activity-desktop');
+  // A date range that ends before today shows nothing, and says so.
+  await acme.locator('input[type="date"]').nth(1).fill('2000-01-01');
+  await acme.getByRole('button', { name: 'Filter' }).click();
+  await acme.getByText('Nothing was done with this account in this period.').waitFor();
+
+  // Let the agent use a grant longer.
+  await globex.getByRole('button', { name: 'Let mail-bot use it 7 more days' }).click();
+  await page.getByText('The agent can use it for 7 more days.').waitFor();
 
   // Remove the agent's access; the grant stays.
   await globex.getByRole('button', { name: "Remove mail-bot's access" }).click();

@@ -73,15 +73,29 @@ pub async fn grants() -> Result<WalletGrantPage, ApiError> {
     read(send(Request::get("/wallet/api/grants")).await?).await
 }
 
-/// A grant's activity, newest first.
-pub async fn activity(grant_id: &str) -> Result<AuditPage, ApiError> {
+/// A page of a grant's activity, newest first: `query` holds the filters and the cursor
+/// (`&since=…&until=…&before=…`), already encoded.
+pub async fn activity(grant_id: &str, query: &str) -> Result<AuditPage, ApiError> {
     read(
         send(Request::get(&format!(
-            "/wallet/api/grants/{grant_id}/activity?limit=50"
+            "/wallet/api/grants/{grant_id}/activity?limit=50{query}"
         )))
         .await?,
     )
     .await
+}
+
+/// Sets a delegation's TTL.
+pub async fn extend_delegation(
+    csrf: &str,
+    id: &str,
+    ttl_secs: u64,
+) -> Result<serde_json::Value, ApiError> {
+    let req = Request::put(&format!("/wallet/api/delegations/{id}/ttl"))
+        .header(CSRF_HEADER, csrf)
+        .json(&WalletTtlRequest { ttl_secs })
+        .map_err(|e| ApiError::Network(e.to_string()))?;
+    read(send_req(req).await?).await
 }
 
 /// The user's approvals.

@@ -290,10 +290,22 @@ fn GrantCard(
                                     reload();
                                 });
                             };
+                            let extend_label = format!("Let {name} use it 7 more days");
+                            let extend = move |_| {
+                                spawn_local(async move {
+                                    match api::extend_delegation(&csrf.get_value(), &did.get_value(), 7 * 86_400).await {
+                                        Ok(_) => notice.set(Some("The agent can use it for 7 more days.".into())),
+                                        Err(e) => notice.set(Some(e.message())),
+                                    }
+                                    reload();
+                                });
+                            };
+                            let timed = d.expires_at.is_some();
                             view! {
                                 <li>
                                     <span>{name.clone()}</span>
-                                    {d.expires_at.clone().map(|t| view! { <span class="muted">{format!(" until {}", day(&t))}</span> })}
+                                    {d.expires_at.clone().map(|t| view! { <span class="muted">{format!(" until {} ({})", day(&t), from_now(&t))}</span> })}
+                                    {timed.then(|| view! { <button class="button small" aria-label=extend_label on:click=extend>"Extend"</button> })}
                                     <button class="button small" aria-label=label on:click=remove>"Remove"</button>
                                 </li>
                             }
@@ -313,50 +325,110 @@ fn GrantCard(
     }
 }
 
+/// The filters of the activity view, as the query string the API takes.
+fn activity_query(since: &str, until: &str, before: Option<i64>) -> String {
+    use std::fmt::Write as _;
+    let mut q = String::new();
+    for (name, day) in [("since", since), ("until", until)] {
+        if !day.is_empty() {
+            let _ = write!(q, "&{name}={day}T00:00:00Z");
+        }
+    }
+    if let Some(b) = before {
+        let _ = write!(q, "&before={b}");
+    }
+    q
+}
+
+fn activity_row(e: &AuditEvent) -> impl IntoView + use<> {
+    let d = &e.detail;
+    let who = e
+        .caller
+        .clone()
+        .or_else(|| d["agent_id"].as_str().map(|a| format!("agent {a}")))
+        .unwrap_or_else(|| e.actor_kind.clone());
+    let request = format!(
+        "{} {}{}",
+        d["method"].as_str().unwrap_or(&e.action),
+        d["host"].as_str().unwrap_or(""),
+        d["path"].as_str().unwrap_or("")
+    );
+    let outcome = match (e.outcome.as_str(), d["policy"]["decision"].as_str()) {
+        ("denied", Some("deny")) => "Denied by policy".to_owned(),
+        ("denied", _) => "Denied".to_owned(),
+        ("ok", _) => "Done".to_owned(),
+        ("pending", _) => "Waiting for approval".to_owned(),
+        (_, _) => format!("Error ({})", d["error"].as_str().unwrap_or("unknown")),
+    };
+    let when = e.at.get(..16).unwrap_or(&e.at).replace('T', " ");
+    let why = e.reason.clone().unwrap_or_default();
+    view! {
+        <tr>
+            <td>{when}</td>
+            <td>{who}</td>
+            <td>{request}</td>
+            <td>{why}</td>
+            <td>{outcome}</td>
+        </tr>
+    }
+}
+
 #[component]
 fn Activity(grant_id: String) -> impl IntoView {
-    let rows = RwSignal::new(None::<Result<Vec<AuditEvent>, ApiError>>);
-    let gid = grant_id.clone();
-    spawn_local(async move {
-        rows.set(Some(api::activity(&gid).await.map(|p| p.items)));
-    });
-    let csv = format!("/wallet/api/grants/{grant_id}/activity?format=csv");
+    let rows = RwSignal::new(Vec::<AuditEvent>::new());
+    let next = RwSignal::new(None::<i64>);
+    let state = RwSignal::new(None::<Result<(), ApiError>>);
+    let since = RwSignal::new(String::new());
+    let until = RwSignal::new(String::new());
+    let gid = StoredValue::new(grant_id);
+    let load = move |more: bool| {
+        let before = if more { next.get_untracked() } else { None };
+        let q = activity_query(&since.get_untracked(), &until.get_untracked(), before);
+        spawn_local(async move {
+            match api::activity(&gid.get_value(), &q).await {
+                Ok(page) => {
+                    next.set(page.next_after);
+                    if more {
+                        rows.update(|r| r.extend(page.items));
+                    } else {
+                        rows.set(page.items);
+                    }
+                    state.set(Some(Ok(())));
+                }
+                Err(e) => state.set(Some(Err(e))),
+            }
+        });
+    };
+    load(false);
+    let csv = move || {
+        format!(
+            "/wallet/api/grants/{}/activity?format=csv&limit=1000{}",
+            gid.get_value(),
+            activity_query(&since.get(), &until.get(), None)
+        )
+    };
     view! {
         <div class="activity">
-            {move || match rows.get() {
+            <form class="filters" on:submit=move |ev| { ev.prevent_default(); load(false); }>
+                <label>"From " <input type="date" prop:value=since on:input=move |ev| since.set(event_target_value(&ev))/></label>
+                <label>"Before " <input type="date" prop:value=until on:input=move |ev| until.set(event_target_value(&ev))/></label>
+                <button class="button small" type="submit">"Filter"</button>
+            </form>
+            {move || match state.get() {
                 None => view! { <p class="muted" role="status">"Loading activity…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="error" role="alert">{e.message()}</p> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! { <p class="empty">"Nothing was done with this account yet."</p> }.into_any(),
-                Some(Ok(list)) => view! {
+                Some(Ok(())) if rows.with(Vec::is_empty) => view! { <p class="empty">"Nothing was done with this account in this period."</p> }.into_any(),
+                Some(Ok(())) => view! {
                     <table>
                         <thead><tr><th>"When"</th><th>"Who"</th><th>"Request"</th><th>"Why"</th><th>"Outcome"</th></tr></thead>
-                        <tbody>
-                            {list.into_iter().map(|e| {
-                                let d = &e.detail;
-                                let who = e.caller.clone().or_else(|| d["agent_id"].as_str().map(|a| format!("agent {a}"))).unwrap_or_else(|| e.actor_kind.clone());
-                                let request = format!("{} {}{}", d["method"].as_str().unwrap_or(&e.action), d["host"].as_str().unwrap_or(""), d["path"].as_str().unwrap_or(""));
-                                let outcome = match (e.outcome.as_str(), d["policy"]["decision"].as_str()) {
-                                    ("denied", Some("deny")) => "Denied by policy".to_owned(),
-                                    ("denied", _) => "Denied".to_owned(),
-                                    ("ok", _) => "Done".to_owned(),
-                                    ("pending", _) => "Waiting for approval".to_owned(),
-                                    (_, _) => format!("Error ({})", d["error"].as_str().unwrap_or("unknown")),
-                                };
-                                view! {
-                                    <tr>
-                                        <td>{e.at.get(..16).unwrap_or(&e.at).replace('T', " ")}</td>
-                                        <td>{who}</td>
-                                        <td>{request}</td>
-                                        <td>{e.reason.clone().unwrap_or_default()}</td>
-                                        <td>{outcome}</td>
-                                    </tr>
-                                }
-                            }).collect_view()}
-                        </tbody>
+                        <tbody>{move || rows.get().iter().map(activity_row).collect_view()}</tbody>
                     </table>
                 }.into_any(),
             }}
-            <a class="button small" href=csv download="activity.csv">"Export CSV"</a>
+            <div class="actions">
+                {move || next.get().is_some().then(|| view! { <button class="button small" on:click=move |_| load(true)>"Older"</button> })}
+                <a class="button small" href=csv download="activity.csv">"Export CSV"</a>
+            </div>
         </div>
     }
 }
@@ -375,6 +447,13 @@ fn Approvals(
             .filter(|a| a.status == ApprovalStatus::Pending)
             .collect::<Vec<_>>()
     };
+    let decided = move || {
+        approvals
+            .get()
+            .into_iter()
+            .filter(|a| a.status != ApprovalStatus::Pending)
+            .collect::<Vec<_>>()
+    };
     view! {
         {move || {
             let list = pending();
@@ -383,6 +462,20 @@ fn Approvals(
                     <h2 id="approvals-h">"Waiting for your approval"</h2>
                     {list.into_iter().map(|a| view! { <ApprovalCard a=a csrf=csrf notice=notice reload=reload/> }).collect_view()}
                 </section>
+            })
+        }}
+        {move || {
+            let list = decided();
+            (!list.is_empty()).then(|| view! {
+                <details class="history">
+                    <summary>{format!("Decided requests ({})", list.len())}</summary>
+                    <ul>
+                        {list.into_iter().map(|a| {
+                            let line = format!(" {} {} · {}", a.method, a.url, day(a.decided_at.as_deref().unwrap_or(&a.created_at)));
+                            view! { <li><span class="badge">{a.status.as_str()}</span>{line}</li> }
+                        }).collect_view()}
+                    </ul>
+                </details>
             })
         }}
     }

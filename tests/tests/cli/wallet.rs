@@ -569,7 +569,13 @@ fn the_wallet_works_in_a_browser() -> Result<()> {
         let acme = app.set_managed_secret(&one).await?.grant;
         let globex = app.set_managed_secret(&two).await?.grant;
         let bot = app.create_agent("mail-bot").await?;
-        let delegation = app.delegate(&globex.id, &bot.id, None).await?;
+        let delegation = app
+            .delegate(
+                &globex.id,
+                &bot.id,
+                Some(std::time::Duration::from_hours(24)),
+            )
+            .await?;
         app.proxy_request(Method::GET, customers)
             .grant_id(&acme.id)
             .reason("nightly sync")
@@ -620,7 +626,10 @@ fn the_wallet_works_in_a_browser() -> Result<()> {
     );
     let seen: serde_json::Value =
         serde_json::from_str(report.trim().lines().last().unwrap_or("{}"))?;
-    ensure!(seen["grants"] == 2 && seen["pending"] == 2, "{seen}");
+    ensure!(
+        seen["grants"] == 2 && seen["pending"] == 2 && seen["history"] == 2,
+        "{seen}"
+    );
     ensure!(seen["apps"] == json!(["billing"]), "{seen}");
     rt.block_on(async {
         let created = stripe
