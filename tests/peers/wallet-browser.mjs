@@ -4,7 +4,9 @@
 //   node tests/peers/wallet-browser.mjs '<config JSON>'
 //
 // Config: `origin` (the host), `login` (the user to sign in as at the peer's own pages),
-// `screenshots` (a directory for PNGs of the main views, desktop and phone width).
+// `screenshots` (a directory for PNGs of the main views, desktop and phone width), and
+// `many` (optional: the number of grants the user has; then it only checks that a long list
+// is shown a page at a time).
 //
 // What it does, as a person would: signs in through the identity provider's pages, sees the
 // grants grouped by app, approves one held request and denies another after reading them,
@@ -71,6 +73,16 @@ try {
   await page.getByRole('heading', { name: 'Your connected accounts' }).waitFor();
   const grants = page.locator('article.grant');
   await grants.first().waitFor();
+  if (config.many) {
+    seen.first = await grants.count();
+    await page.getByRole('button', { name: `Show 50 more of ${config.many - 50}` }).click();
+    await grants.nth(99).waitFor();
+    seen.second = await grants.count();
+    console.log(JSON.stringify({ ok: errors.length === 0, errors, ...seen }));
+    process.exitCode = errors.length === 0 ? 0 : 1;
+    await browser.close();
+    process.exit();
+  }
   seen.grants = await grants.count();
   seen.apps = await page.locator('section.app h3').allTextContents();
   const acme = page.getByRole('article', { name: 'Stripe · Acme Inc' });

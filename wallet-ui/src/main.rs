@@ -61,6 +61,9 @@ fn confirm(text: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// How many grants the page shows at first, and adds at a time.
+const PAGE: usize = 50;
+
 /// What the page is showing.
 #[derive(Clone, Debug, PartialEq)]
 enum Page {
@@ -163,26 +166,46 @@ fn GrantList(
     notice: RwSignal<Option<String>>,
     reload: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
-    let mut apps: Vec<(String, Vec<WalletGrant>)> = Vec::new();
-    for g in list {
-        match apps.iter_mut().find(|(name, _)| *name == g.app_name) {
-            Some((_, gs)) => gs.push(g),
-            None => apps.push((g.app_name.clone(), vec![g])),
-        }
-    }
-    apps.into_iter()
-        .map(|(app, gs)| {
-            let label = format!("App {app}");
-            view! {
-                <section class="app" aria-label=label>
-                    <h3>{app.clone()}</h3>
-                    {gs.into_iter()
-                        .map(|g| view! { <GrantCard g=g csrf=csrf notice=notice reload=reload/> })
-                        .collect_view()}
-                </section>
+    // A long list is shown a page at a time, so 500 grants cost what 50 do until asked for.
+    let shown = RwSignal::new(PAGE);
+    let total = list.len();
+    let all = StoredValue::new(list);
+    let groups = move || {
+        let mut apps: Vec<(String, Vec<WalletGrant>)> = Vec::new();
+        for g in all.with_value(|l| l.iter().take(shown.get()).cloned().collect::<Vec<_>>()) {
+            match apps.iter_mut().find(|(name, _)| *name == g.app_name) {
+                Some((_, gs)) => gs.push(g),
+                None => apps.push((g.app_name.clone(), vec![g])),
             }
-        })
-        .collect_view()
+        }
+        apps
+    };
+    view! {
+        {move || groups()
+            .into_iter()
+            .map(|(app, gs)| {
+                let label = format!("App {app}");
+                view! {
+                    <section class="app" aria-label=label>
+                        <h3>{app.clone()}</h3>
+                        {gs.into_iter()
+                            .map(|g| view! { <GrantCard g=g csrf=csrf notice=notice reload=reload/> })
+                            .collect_view()}
+                    </section>
+                }
+            })
+            .collect_view()}
+        {move || (shown.get() < total).then(|| {
+            let more = (total - shown.get()).min(PAGE);
+            view! {
+                <p class="more">
+                    <button class="button" on:click=move |_| shown.update(|n| *n += PAGE)>
+                        {format!("Show {more} more of {}", total - shown.get())}
+                    </button>
+                </p>
+            }
+        })}
+    }
 }
 
 fn status_text(s: GrantStatus, expired: bool) -> (&'static str, &'static str) {

@@ -658,3 +658,94 @@ fn the_wallet_works_in_a_browser() -> Result<()> {
         Ok(())
     })
 }
+
+/// A user with 500 grants: the wallet shows them 50 at a time and adds 50 more on request.
+#[test]
+fn a_long_list_of_grants_is_shown_a_page_at_a_time() -> Result<()> {
+    const MANY: usize = 500;
+    let rt = runtime()?;
+    let data = tempfile::tempdir()?;
+    let dir = data.path().join("data");
+    let port = free_port()?;
+    let origin = format!("http://127.0.0.1:{port}");
+    let peer = OidcPeer::start(&json!({
+        "clients": [{
+            "client_id": WALLET_CLIENT,
+            "public": true,
+            "redirect_uris": [format!("{origin}/wallet/callback")],
+        }],
+    }))?;
+    let issuer = peer.issuer().to_owned();
+    init_with_app(&dir, &[])?;
+    let key = create_key(&dir, &[], "billing")?;
+    let stripe = Stripe::default();
+    let keys: Vec<String> = (0..MANY).map(|n| format!("sk_test_Many{n:04}x")).collect();
+    stripe
+        .valid
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .extend(keys.iter().cloned());
+    stripe
+        .names
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .extend(
+            keys.iter()
+                .enumerate()
+                .map(|(n, k)| (k.clone(), format!("Shop {n:04}"))),
+        );
+    let stripe_origin = rt.block_on(start_stripe(stripe.clone()))?;
+    let overrides = format!("api.stripe.com={stripe_origin}");
+    let envs = [
+        ("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"),
+        ("TESSERA_EGRESS_OVERRIDES", overrides.as_str()),
+        ("TESSERA_WALLET_ISSUER", issuer.as_str()),
+        ("TESSERA_WALLET_CLIENT_ID", WALLET_CLIENT),
+    ];
+    let _host = start_listening(&dir, &envs, &format!("127.0.0.1:{port}"))?;
+    let app = App::new(&key, &origin)?;
+    rt.block_on(async {
+        let ada = Principal::User {
+            issuer: issuer.clone(),
+            subject: "ada".into(),
+        };
+        for chunk in keys.chunks(25) {
+            let mut tasks = Vec::new();
+            for k in chunk {
+                let mut r = stripe_secret(k);
+                r.principal = Some(ada.clone());
+                let app = app.clone();
+                tasks.push(tokio::spawn(
+                    async move { app.set_managed_secret(&r).await },
+                ));
+            }
+            for t in tasks {
+                t.await??;
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let out = Command::new("node")
+        .arg(root().join("tests/peers/wallet-browser.mjs"))
+        .arg(
+            json!({
+                "origin": origin,
+                "login": "ada",
+                "screenshots": root().join("target/wallet-screenshots/many"),
+                "many": MANY,
+            })
+            .to_string(),
+        )
+        .output()
+        .context("cannot run node")?;
+    let report = stdout(&out);
+    ensure!(
+        out.status.success(),
+        "the browser run failed: {report}\n{}",
+        stderr(&out)
+    );
+    let seen: serde_json::Value =
+        serde_json::from_str(report.trim().lines().last().unwrap_or("{}"))?;
+    ensure!(seen["first"] == 50 && seen["second"] == 100, "{seen}");
+    Ok(())
+}
