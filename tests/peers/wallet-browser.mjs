@@ -121,6 +121,14 @@ try {
   await acme.getByRole('button', { name: 'Filter' }).click();
   await acme.getByText('Nothing was done with this account in this period.').waitFor();
 
+  // One agent's calls only: mail-bot made none with the Globex grant.
+  await globex.getByRole('button', { name: 'Activity' }).click();
+  await globex.locator('table tbody tr').first().waitFor();
+  await globex.locator('select').selectOption({ label: 'mail-bot' });
+  await globex.getByRole('button', { name: 'Filter' }).click();
+  await globex.getByText('Nothing was done with this account in this period.').waitFor();
+  await globex.getByRole('button', { name: 'Activity' }).click();
+
   // Let the agent use a grant longer.
   await globex.getByRole('button', { name: 'Let mail-bot use it 7 more days' }).click();
   await page.getByText('The agent can use it for 7 more days.').waitFor();

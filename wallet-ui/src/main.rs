@@ -249,6 +249,12 @@ fn GrantCard(
         g.app_name, g.provider_name, grant.account_label
     );
     let show_activity = RwSignal::new(false);
+    let agents = StoredValue::new(
+        g.delegations
+            .iter()
+            .map(|d| (d.agent_id.clone(), d.agent_name.clone()))
+            .collect::<Vec<_>>(),
+    );
     let revoke = move |_| {
         if !confirm(&confirm_text) {
             return;
@@ -291,6 +297,7 @@ fn GrantCard(
                 <span class=badge>{status}</span>
             </div>
             <dl>
+                <dt>"Held for"</dt><dd>"you"</dd>
                 <dt>"Connected"</dt><dd>{day(&grant.created_at)}</dd>
                 <dt>"Last used"</dt><dd>{grant.last_used_at.as_deref().map_or_else(|| "never".to_owned(), day)}</dd>
                 {grant.valid_until.clone().map(|t| view! { <dt>"Access ends"</dt><dd>{format!("{} ({})", day(&t), from_now(&t))}</dd> })}
@@ -343,15 +350,18 @@ fn GrantCard(
                 {(needs_reconnect && oauth).then(|| view! { <button class="button" on:click=reconnect>"Reconnect"</button> })}
                 <button class="button danger" on:click=revoke>"Revoke"</button>
             </div>
-            {move || show_activity.get().then(|| view! { <Activity grant_id=id.get_value()/> })}
+            {move || show_activity.get().then(|| view! { <Activity grant_id=id.get_value() agents=agents.get_value()/> })}
         </article>
     }
 }
 
 /// The filters of the activity view, as the query string the API takes.
-fn activity_query(since: &str, until: &str, before: Option<i64>) -> String {
+fn activity_query(agent: &str, since: &str, until: &str, before: Option<i64>) -> String {
     use std::fmt::Write as _;
     let mut q = String::new();
+    if !agent.is_empty() {
+        let _ = write!(q, "&agent={agent}");
+    }
     for (name, day) in [("since", since), ("until", until)] {
         if !day.is_empty() {
             let _ = write!(q, "&{name}={day}T00:00:00Z");
@@ -397,16 +407,27 @@ fn activity_row(e: &AuditEvent) -> impl IntoView + use<> {
 }
 
 #[component]
-fn Activity(grant_id: String) -> impl IntoView {
+fn Activity(grant_id: String, agents: Vec<(String, String)>) -> impl IntoView {
     let rows = RwSignal::new(Vec::<AuditEvent>::new());
     let next = RwSignal::new(None::<i64>);
     let state = RwSignal::new(None::<Result<(), ApiError>>);
     let since = RwSignal::new(String::new());
     let until = RwSignal::new(String::new());
+    let agent = RwSignal::new(String::new());
+    let has_agents = !agents.is_empty();
+    let options = agents
+        .into_iter()
+        .map(|(id, name)| view! { <option value=id>{name}</option> })
+        .collect_view();
     let gid = StoredValue::new(grant_id);
     let load = move |more: bool| {
         let before = if more { next.get_untracked() } else { None };
-        let q = activity_query(&since.get_untracked(), &until.get_untracked(), before);
+        let q = activity_query(
+            &agent.get_untracked(),
+            &since.get_untracked(),
+            &until.get_untracked(),
+            before,
+        );
         spawn_local(async move {
             match api::activity(&gid.get_value(), &q).await {
                 Ok(page) => {
@@ -427,7 +448,7 @@ fn Activity(grant_id: String) -> impl IntoView {
         format!(
             "/wallet/api/grants/{}/activity?format=csv&limit=1000{}",
             gid.get_value(),
-            activity_query(&since.get(), &until.get(), None)
+            activity_query(&agent.get(), &since.get(), &until.get(), None)
         )
     };
     view! {
@@ -435,6 +456,14 @@ fn Activity(grant_id: String) -> impl IntoView {
             <form class="filters" on:submit=move |ev| { ev.prevent_default(); load(false); }>
                 <label>"From " <input type="date" prop:value=since on:input=move |ev| since.set(event_target_value(&ev))/></label>
                 <label>"Before " <input type="date" prop:value=until on:input=move |ev| until.set(event_target_value(&ev))/></label>
+                {has_agents.then(|| view! {
+                    <label>"Agent "
+                        <select on:change=move |ev| agent.set(event_target_value(&ev))>
+                            <option value="">"Anyone"</option>
+                            {options}
+                        </select>
+                    </label>
+                })}
                 <button class="button small" type="submit">"Filter"</button>
             </form>
             {move || match state.get() {
