@@ -112,6 +112,10 @@ pub struct Approval {
     pub grant_id: String,
     /// The grant's provider.
     pub provider: String,
+    /// The app that asked, by name (the wallet's listings say it; the app's own API leaves it
+    /// out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
     /// The grant's principal (`user:ISSUER:SUB`, `group:NAME`, `agent:ID`, `system`).
     pub principal: String,
     /// The agent that asked, if an agent key (or an app key acting as the agent) did.

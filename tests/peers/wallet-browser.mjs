@@ -38,6 +38,17 @@ const browser = await chromium.launch({
   ],
 });
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+// Layout shifts (Cumulative Layout Shift, as browsers count it) while the page loads.
+await context.addInitScript(() => {
+  window.__cls = 0;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if (!e.hadRecentInput) {
+        window.__cls += e.value;
+      }
+    }
+  }).observe({ type: 'layout-shift', buffered: true });
+});
 const page = await context.newPage();
 const errors = [];
 page.on('pageerror', (e) => errors.push(String(e)));
@@ -96,6 +107,8 @@ try {
   const approvals = page.locator('article.approval');
   await approvals.first().locator('pre.request').waitFor();
   seen.pending = await approvals.count();
+  seen.cls = await page.evaluate(() => window.__cls);
+  expect(seen.cls < 0.1, `a page that does not jump while it loads (layout shift ${seen.cls})`);
   await shot('wallet-grants-desktop');
   const ada = approvals.filter({ hasText: 'name=Ada' });
   await ada.locator('pre.request').waitFor();

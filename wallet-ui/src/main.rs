@@ -64,6 +64,11 @@ fn confirm(text: &str) -> bool {
 /// How many grants the page shows at first, and adds at a time.
 const PAGE: usize = 50;
 
+/// Says `text` in the page's notice line (nothing when the page has moved on).
+fn tell(notice: RwSignal<Option<String>>, text: impl Into<String>) {
+    let _ = notice.try_set(Some(text.into()));
+}
+
 /// What the page is showing.
 #[derive(Clone, Debug, PartialEq)]
 enum Page {
@@ -77,7 +82,7 @@ enum Page {
 fn App() -> impl IntoView {
     let page = RwSignal::new(Page::Loading);
     spawn_local(async move {
-        page.set(match api::session().await {
+        page.try_set(match api::session().await {
             Ok(s) => Page::SignedIn(s),
             Err(ApiError::SignedOut) => Page::SignedOut,
             Err(e) => Page::Failed(e.message()),
@@ -117,12 +122,23 @@ fn Wallet(session: WalletSession, page: RwSignal<Page>) -> impl IntoView {
     let notice = RwSignal::new(None::<String>);
     let grants = RwSignal::new(None::<Result<Vec<WalletGrant>, ApiError>>);
     let approvals = RwSignal::new(Vec::<Approval>::new());
+    // Both lists arrive before either is shown, so nothing moves once the page is drawn.
     let reload = move || {
         spawn_local(async move {
-            grants.set(Some(api::grants().await.map(|p| p.items)));
-            if let Ok(a) = api::approvals().await {
-                approvals.set(a.items);
+            let g = api::grants().await;
+            if let Ok(page) = api::approvals().await {
+                // A pending approval is shown with its exact request: fetched before drawing.
+                let mut items = Vec::with_capacity(page.items.len());
+                for a in page.items {
+                    if a.status == ApprovalStatus::Pending {
+                        items.push(api::approval(&a.id).await.unwrap_or(a));
+                    } else {
+                        items.push(a);
+                    }
+                }
+                approvals.try_set(items);
             }
+            grants.try_set(Some(g.map(|p| p.items)));
         });
     };
     reload();
@@ -133,8 +149,8 @@ fn Wallet(session: WalletSession, page: RwSignal<Page>) -> impl IntoView {
         .unwrap_or_else(|| session.subject.clone());
     let sign_out = move |_| {
         spawn_local(async move {
-            let _ = api::logout(&csrf.get_value()).await;
-            page.set(Page::SignedOut);
+            let _ = api::logout(&csrf.try_get_value().unwrap_or_default()).await;
+            page.try_set(Page::SignedOut);
         });
     };
     view! {
@@ -144,18 +160,22 @@ fn Wallet(session: WalletSession, page: RwSignal<Page>) -> impl IntoView {
             <button class="button" on:click=sign_out>"Sign out"</button>
         </header>
         {move || notice.get().map(|n| view! { <p class="notice" role="status">{n}</p> })}
-        <Approvals approvals=approvals csrf=csrf notice=notice reload=reload/>
-        <section aria-labelledby="grants-h">
-            <h2 id="grants-h">"Your connected accounts"</h2>
-            {move || match grants.get() {
-                None => view! { <p class="muted" role="status">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.message()}</p> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! {
-                    <p class="empty">"No app can reach any of your accounts. When you connect one, it shows here."</p>
-                }.into_any(),
-                Some(Ok(list)) => view! { <GrantList list=list csrf=csrf notice=notice reload=reload/> }.into_any(),
-            }}
-        </section>
+        {move || match grants.get() {
+            None => view! { <p class="muted" role="status">"Loading your accounts…"</p> }.into_any(),
+            Some(result) => view! {
+                <Approvals approvals=approvals csrf=csrf notice=notice reload=reload/>
+                <section aria-labelledby="grants-h">
+                    <h2 id="grants-h">"Your connected accounts"</h2>
+                    {match result {
+                        Err(e) => view! { <p class="error" role="alert">{e.message()}</p> }.into_any(),
+                        Ok(list) if list.is_empty() => view! {
+                            <p class="empty">"No app can reach any of your accounts. When you connect one, it shows here."</p>
+                        }.into_any(),
+                        Ok(list) => view! { <GrantList list=list csrf=csrf notice=notice reload=reload/> }.into_any(),
+                    }}
+                </section>
+            }.into_any(),
+        }}
     }
 }
 
@@ -244,6 +264,13 @@ fn GrantCard(
         .collect();
     let title = format!("{} · {}", g.provider_name, grant.account_label);
     let aria = title.clone();
+    // Providers declare no logo: their initial stands in, so accounts are told apart at a glance.
+    let monogram = g
+        .provider_name
+        .chars()
+        .next()
+        .map(|c| c.to_uppercase().to_string())
+        .unwrap_or_default();
     let confirm_text = format!(
         "Revoke {}'s access to your {} account {}? Its next call will fail.",
         g.app_name, g.provider_name, grant.account_label
@@ -260,31 +287,47 @@ fn GrantCard(
             return;
         }
         spawn_local(async move {
-            match api::revoke_grant(&csrf.get_value(), &id.get_value()).await {
-                Ok(_) => notice.set(Some("Access revoked.".into())),
-                Err(e) => notice.set(Some(e.message())),
+            match api::revoke_grant(
+                &csrf.try_get_value().unwrap_or_default(),
+                &id.try_get_value().unwrap_or_default(),
+            )
+            .await
+            {
+                Ok(_) => tell(notice, "Access revoked."),
+                Err(e) => tell(notice, e.message()),
             }
             reload();
         });
     };
     let extend = move |_| {
         spawn_local(async move {
-            match api::extend_grant(&csrf.get_value(), &id.get_value(), 30 * 86_400).await {
-                Ok(_) => notice.set(Some("Access extended by 30 days.".into())),
-                Err(e) => notice.set(Some(e.message())),
+            match api::extend_grant(
+                &csrf.try_get_value().unwrap_or_default(),
+                &id.try_get_value().unwrap_or_default(),
+                30 * 86_400,
+            )
+            .await
+            {
+                Ok(_) => tell(notice, "Access extended by 30 days."),
+                Err(e) => tell(notice, e.message()),
             }
             reload();
         });
     };
     let reconnect = move |_| {
         spawn_local(async move {
-            match api::reconnect(&csrf.get_value(), &id.get_value()).await {
+            match api::reconnect(
+                &csrf.try_get_value().unwrap_or_default(),
+                &id.try_get_value().unwrap_or_default(),
+            )
+            .await
+            {
                 Ok(r) => {
                     if let Some(w) = web_sys::window() {
                         let _ = w.location().set_href(&r.connect_url);
                     }
                 }
-                Err(e) => notice.set(Some(e.message())),
+                Err(e) => tell(notice, e.message()),
             }
         });
     };
@@ -293,6 +336,7 @@ fn GrantCard(
     view! {
         <article class="card grant" aria-label=aria>
             <div class="row">
+                <span class="monogram" aria-hidden="true">{monogram}</span>
                 <h4>{title}</h4>
                 <span class=badge>{status}</span>
             </div>
@@ -313,9 +357,9 @@ fn GrantCard(
                             let label = format!("Remove {name}'s access");
                             let remove = move |_| {
                                 spawn_local(async move {
-                                    match api::revoke_delegation(&csrf.get_value(), &did.get_value()).await {
-                                        Ok(()) => notice.set(Some("The agent's access was removed.".into())),
-                                        Err(e) => notice.set(Some(e.message())),
+                                    match api::revoke_delegation(&csrf.try_get_value().unwrap_or_default(), &did.try_get_value().unwrap_or_default()).await {
+                                        Ok(()) => tell(notice, "The agent's access was removed."),
+                                        Err(e) => tell(notice, e.message()),
                                     }
                                     reload();
                                 });
@@ -323,9 +367,9 @@ fn GrantCard(
                             let extend_label = format!("Let {name} use it 7 more days");
                             let extend = move |_| {
                                 spawn_local(async move {
-                                    match api::extend_delegation(&csrf.get_value(), &did.get_value(), 7 * 86_400).await {
-                                        Ok(_) => notice.set(Some("The agent can use it for 7 more days.".into())),
-                                        Err(e) => notice.set(Some(e.message())),
+                                    match api::extend_delegation(&csrf.try_get_value().unwrap_or_default(), &did.try_get_value().unwrap_or_default(), 7 * 86_400).await {
+                                        Ok(_) => tell(notice, "The agent can use it for 7 more days."),
+                                        Err(e) => tell(notice, e.message()),
                                     }
                                     reload();
                                 });
@@ -350,7 +394,7 @@ fn GrantCard(
                 {(needs_reconnect && oauth).then(|| view! { <button class="button" on:click=reconnect>"Reconnect"</button> })}
                 <button class="button danger" on:click=revoke>"Revoke"</button>
             </div>
-            {move || show_activity.get().then(|| view! { <Activity grant_id=id.get_value() agents=agents.get_value()/> })}
+            {move || show_activity.get().then(|| view! { <Activity grant_id=id.try_get_value().unwrap_or_default() agents=agents.get_value()/> })}
         </article>
     }
 }
@@ -429,17 +473,19 @@ fn Activity(grant_id: String, agents: Vec<(String, String)>) -> impl IntoView {
             before,
         );
         spawn_local(async move {
-            match api::activity(&gid.get_value(), &q).await {
+            match api::activity(&gid.try_get_value().unwrap_or_default(), &q).await {
                 Ok(page) => {
-                    next.set(page.next_after);
+                    next.try_set(page.next_after);
                     if more {
-                        rows.update(|r| r.extend(page.items));
+                        rows.try_update(|r| r.extend(page.items));
                     } else {
-                        rows.set(page.items);
+                        rows.try_set(page.items);
                     }
-                    state.set(Some(Ok(())));
+                    state.try_set(Some(Ok(())));
                 }
-                Err(e) => state.set(Some(Err(e))),
+                Err(e) => {
+                    state.try_set(Some(Err(e)));
+                }
             }
         });
     };
@@ -447,7 +493,7 @@ fn Activity(grant_id: String, agents: Vec<(String, String)>) -> impl IntoView {
     let csv = move || {
         format!(
             "/wallet/api/grants/{}/activity?format=csv&limit=1000{}",
-            gid.get_value(),
+            gid.try_get_value().unwrap_or_default(),
             activity_query(&agent.get(), &since.get(), &until.get(), None)
         )
     };
@@ -540,26 +586,29 @@ fn ApprovalCard(
     notice: RwSignal<Option<String>>,
     reload: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
-    let detail = RwSignal::new(None::<Approval>);
     let id = StoredValue::new(a.id.clone());
-    spawn_local(async move {
-        if let Ok(full) = api::approval(&id.get_value()).await {
-            detail.set(Some(full));
-        }
-    });
+    let sha = StoredValue::new(a.request_sha256.clone());
+    let request = a.request.clone();
     let decide = move |approve: bool| {
-        let sha = detail
-            .get_untracked()
-            .map(|d| d.request_sha256)
-            .unwrap_or_default();
+        let sha = sha.try_get_value().unwrap_or_default();
         spawn_local(async move {
-            match api::decide(&csrf.get_value(), &id.get_value(), approve, &sha).await {
-                Ok(done) => notice.set(Some(if approve {
-                    format!("Approved: the request was sent ({}).", done.status.as_str())
-                } else {
-                    "Denied: nothing was sent.".to_owned()
-                })),
-                Err(e) => notice.set(Some(e.message())),
+            match api::decide(
+                &csrf.try_get_value().unwrap_or_default(),
+                &id.try_get_value().unwrap_or_default(),
+                approve,
+                &sha,
+            )
+            .await
+            {
+                Ok(done) => tell(
+                    notice,
+                    if approve {
+                        format!("Approved: the request was sent ({}).", done.status.as_str())
+                    } else {
+                        "Denied: nothing was sent.".to_owned()
+                    },
+                ),
+                Err(e) => tell(notice, e.message()),
             }
             reload();
         });
@@ -580,9 +629,13 @@ fn ApprovalCard(
                 <h4>{format!("{} {}", a.method, a.url)}</h4>
                 <span class="badge warn">{format!("decide {}", from_now(&a.expires_at))}</span>
             </div>
-            <p>{format!("Asked by {asker} with your {} account.", a.provider)}</p>
+            <p>{format!(
+                "{} asks, as {asker}, to use your {} account.",
+                a.app_name.clone().unwrap_or_else(|| "An app".to_owned()),
+                a.provider
+            )}</p>
             {a.reason.clone().map(|r| view! { <p class="muted">{format!("Why: {r}")}</p> })}
-            {move || detail.get().and_then(|d| d.request).map(|r| view! {
+            {request.map(|r| view! {
                 <details open>
                     <summary>"The exact request"</summary>
                     <pre class="request">{format!("{} {}\n{}\n\n{}",

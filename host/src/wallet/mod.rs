@@ -941,7 +941,12 @@ impl Wallet {
                     .calls
                     .approvals(Owner::app(app.id), &filter)
                     .await?
-                    .items,
+                    .items
+                    .into_iter()
+                    .map(|mut a| {
+                        a.app_name = Some(app.name.clone());
+                        a
+                    }),
             );
         }
         items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
@@ -970,7 +975,11 @@ impl Wallet {
 
     /// One approval of the user's, with the exact request it holds.
     pub async fn approval(&self, user: &WalletUser, id: &str) -> Result<Approval, WalletError> {
-        Ok(self.own_approval(user, id).await?.1)
+        let (app, mut approval) = self.own_approval(user, id).await?;
+        approval.app_name = crate::store::apps::get(&self.inner()?.store, app)
+            .await?
+            .map(|a| a.name);
+        Ok(approval)
     }
 
     /// Approves (sending the stored request once) or denies one of the user's approvals.

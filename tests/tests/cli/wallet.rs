@@ -292,7 +292,8 @@ fn a_user_signs_in_sees_only_their_grants_and_takes_them_back() -> Result<()> {
                 .json()
                 .await?;
             ensure!(
-                pending["items"][0]["id"] == approval_id.as_str(),
+                pending["items"][0]["id"] == approval_id.as_str()
+                    && pending["items"][0]["app_name"] == "billing",
                 "{pending}"
             );
             let shown: serde_json::Value = b
@@ -626,6 +627,7 @@ fn the_wallet_works_in_a_browser() -> Result<()> {
     );
     let seen: serde_json::Value =
         serde_json::from_str(report.trim().lines().last().unwrap_or("{}"))?;
+    println!("the browser saw: {seen}");
     ensure!(
         seen["grants"] == 2 && seen["pending"] == 2 && seen["history"] == 2,
         "{seen}"
