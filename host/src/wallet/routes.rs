@@ -677,4 +677,16 @@ mod tests {
         assert_eq!(field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
+
+    #[test]
+    fn the_session_cookie_is_http_only_lax_and_secure_under_https() {
+        let plain = set_cookie("v", 60, false).unwrap();
+        let plain = plain.to_str().unwrap();
+        assert_eq!(
+            plain,
+            "tessera_wallet=v; Path=/wallet; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+        let secure = set_cookie("v", 60, true).unwrap();
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
+    }
 }
