@@ -40,6 +40,12 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// A JSON request body.
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is not valid: {e}")))
+}
+
 /// Equal, in time that does not depend on where they differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -302,8 +308,7 @@ pub(crate) async fn set_ttl(
     s: Session,
     body: axum::body::Bytes,
 ) -> Result<Json<Grant>, ApiError> {
-    let request: WalletTtlRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is not valid: {e}")))?;
+    let request: WalletTtlRequest = json(&body)?;
     Ok(Json(
         api.wallet
             .set_grant_ttl(&s.user, &id, request.ttl_secs)
@@ -365,8 +370,7 @@ pub(crate) async fn set_delegation_ttl(
     s: Session,
     body: axum::body::Bytes,
 ) -> Result<Json<Delegation>, ApiError> {
-    let request: WalletTtlRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is not valid: {e}")))?;
+    let request: WalletTtlRequest = json(&body)?;
     Ok(Json(
         api.wallet
             .set_delegation_ttl(&s.user, &id, request.ttl_secs)
@@ -592,8 +596,7 @@ async fn decide(
     let request: DecideRequest = if body.is_empty() {
         DecideRequest::default()
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is not valid: {e}")))?
+        json(body)?
     };
     Ok(Json(
         api.wallet.decide(&s.user, id, approve, &request).await?,

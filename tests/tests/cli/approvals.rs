@@ -67,12 +67,7 @@ fn rig(rt: &tokio::runtime::Runtime, dir: &Path, env: &[(&str, &str)]) -> Result
         &["agent", "create", "mail-bot", "--app", "billing", "--json"],
     )?)?;
     let bot_key = agent_key(dir, env, "billing", "mail-bot")?;
-    let stripe = Stripe::default();
-    stripe
-        .valid
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .push(KEY_1.into());
+    let stripe = Stripe::accepting(&[(KEY_1, None)])?;
     let origin = rt.block_on(start_stripe(stripe.clone()))?;
     let overrides = format!("api.stripe.com={origin}");
     let mut envs = env.to_vec();

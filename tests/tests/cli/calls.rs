@@ -38,6 +38,22 @@ pub(super) struct Stripe {
 }
 
 impl Stripe {
+    /// A stand-in that accepts `keys`, each naming an account (`None`: `Acme Inc`).
+    pub(super) fn accepting(keys: &[(&str, Option<&str>)]) -> Result<Self> {
+        let stripe = Self::default();
+        let lock = || anyhow::anyhow!("lock");
+        let mut valid = stripe.valid.lock().map_err(|_| lock())?;
+        let mut names = stripe.names.lock().map_err(|_| lock())?;
+        for (key, name) in keys {
+            valid.push((*key).to_owned());
+            if let Some(name) = name {
+                names.insert((*key).to_owned(), (*name).to_owned());
+            }
+        }
+        drop((valid, names));
+        Ok(stripe)
+    }
+
     fn check(
         &self,
         headers: &HeaderMap,

@@ -110,18 +110,8 @@ fn a_user_signs_in_sees_only_their_grants_and_takes_them_back() -> Result<()> {
             &["agent", "create", "mail-bot", "--app", "billing", "--json"],
         )?)?;
         let bot_key = agent_key(dir, env, "billing", "mail-bot")?;
-        let stripe = Stripe::default();
-        stripe
-            .valid
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .extend([KEY_1.to_owned(), KEY_2.to_owned()]);
         // Another account, so ada's second grant is not a rotation of her first.
-        stripe
-            .names
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .insert(KEY_2.to_owned(), "Globex".to_owned());
+        let stripe = Stripe::accepting(&[(KEY_1, None), (KEY_2, Some("Globex"))])?;
         let stripe_origin = rt.block_on(start_stripe(stripe.clone()))?;
         let overrides = format!("api.stripe.com={stripe_origin}");
         let mut envs = env.to_vec();
@@ -511,52 +501,17 @@ fn a_user_reconnects_an_oauth_grant_from_the_wallet() -> Result<()> {
 #[test]
 #[allow(clippy::too_many_lines)] // one story
 fn the_wallet_works_in_a_browser() -> Result<()> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    ensure!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: `cargo xtask test` installs Debian's chromium (as root), or set CHROMIUM"
-    );
     let shots = if std::env::var("TESSERA_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
         root().join("docs/img")
     } else {
         root().join("target/wallet-screenshots")
     };
     let rt = runtime()?;
-    let data = tempfile::tempdir()?;
-    let dir = data.path().join("data");
-    let port = free_port()?;
-    let origin = format!("http://127.0.0.1:{port}");
-    let peer = OidcPeer::start(&json!({
-        "clients": [{
-            "client_id": WALLET_CLIENT,
-            "public": true,
-            "redirect_uris": [format!("{origin}/wallet/callback")],
-        }],
-    }))?;
-    let issuer = peer.issuer().to_owned();
-    init_with_app(&dir, &[])?;
-    let key = create_key(&dir, &[], "billing")?;
-    let stripe = Stripe::default();
-    stripe
-        .valid
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .extend([KEY_1.to_owned(), KEY_2.to_owned()]);
-    stripe
-        .names
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .insert(KEY_2.to_owned(), "Globex".to_owned());
-    let stripe_origin = rt.block_on(start_stripe(stripe.clone()))?;
-    let overrides = format!("api.stripe.com={stripe_origin}");
-    let envs = [
-        ("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"),
-        ("TESSERA_EGRESS_OVERRIDES", overrides.as_str()),
-        ("TESSERA_WALLET_ISSUER", issuer.as_str()),
-        ("TESSERA_WALLET_CLIENT_ID", WALLET_CLIENT),
-    ];
-    let _host = start_listening(&dir, &envs, &format!("127.0.0.1:{port}"))?;
-    let app = App::new(&key, &origin)?.caller("invoice-sync");
+    // Another account, so ada's second grant is not a rotation of her first.
+    let stripe = Stripe::accepting(&[(KEY_1, None), (KEY_2, Some("Globex"))])?;
+    let rig = browser_rig(&rt, &stripe)?;
+    let (issuer, origin) = (rig.issuer.clone(), rig.origin.clone());
+    let app = rig.app.clone().caller("invoice-sync");
     let customers = "https://api.stripe.com/v1/customers";
     let (acme, globex, delegation) = rt.block_on(async {
         let ada = Principal::User {
@@ -606,27 +561,11 @@ fn the_wallet_works_in_a_browser() -> Result<()> {
         }
         Ok::<_, anyhow::Error>((acme, globex, delegation))
     })?;
-    let out = Command::new("node")
-        .arg(root().join("tests/peers/wallet-browser.mjs"))
-        .arg(
-            json!({
-                "origin": origin,
-                "login": "ada",
-                "screenshots": shots,
-            })
-            .to_string(),
-        )
-        .env("CHROMIUM", &chromium)
-        .output()
-        .context("cannot run node")?;
-    let report = stdout(&out);
-    ensure!(
-        out.status.success(),
-        "the browser run failed: {report}\n{}",
-        stderr(&out)
-    );
-    let seen: serde_json::Value =
-        serde_json::from_str(report.trim().lines().last().unwrap_or("{}"))?;
+    let seen = run_browser(&json!({
+        "origin": origin,
+        "login": "ada",
+        "screenshots": shots,
+    }))?;
     println!("the browser saw: {seen}");
     ensure!(
         seen["grants"] == 2 && seen["pending"] == 2 && seen["history"] == 2,
@@ -666,46 +605,16 @@ fn the_wallet_works_in_a_browser() -> Result<()> {
 fn a_long_list_of_grants_is_shown_a_page_at_a_time() -> Result<()> {
     const MANY: usize = 500;
     let rt = runtime()?;
-    let data = tempfile::tempdir()?;
-    let dir = data.path().join("data");
-    let port = free_port()?;
-    let origin = format!("http://127.0.0.1:{port}");
-    let peer = OidcPeer::start(&json!({
-        "clients": [{
-            "client_id": WALLET_CLIENT,
-            "public": true,
-            "redirect_uris": [format!("{origin}/wallet/callback")],
-        }],
-    }))?;
-    let issuer = peer.issuer().to_owned();
-    init_with_app(&dir, &[])?;
-    let key = create_key(&dir, &[], "billing")?;
-    let stripe = Stripe::default();
     let keys: Vec<String> = (0..MANY).map(|n| format!("sk_test_Many{n:04}x")).collect();
-    stripe
-        .valid
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .extend(keys.iter().cloned());
-    stripe
-        .names
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .extend(
-            keys.iter()
-                .enumerate()
-                .map(|(n, k)| (k.clone(), format!("Shop {n:04}"))),
-        );
-    let stripe_origin = rt.block_on(start_stripe(stripe.clone()))?;
-    let overrides = format!("api.stripe.com={stripe_origin}");
-    let envs = [
-        ("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"),
-        ("TESSERA_EGRESS_OVERRIDES", overrides.as_str()),
-        ("TESSERA_WALLET_ISSUER", issuer.as_str()),
-        ("TESSERA_WALLET_CLIENT_ID", WALLET_CLIENT),
-    ];
-    let _host = start_listening(&dir, &envs, &format!("127.0.0.1:{port}"))?;
-    let app = App::new(&key, &origin)?;
+    let names: Vec<String> = (0..MANY).map(|n| format!("Shop {n:04}")).collect();
+    let accepted: Vec<(&str, Option<&str>)> = keys
+        .iter()
+        .zip(&names)
+        .map(|(k, n)| (k.as_str(), Some(n.as_str())))
+        .collect();
+    let stripe = Stripe::accepting(&accepted)?;
+    let rig = browser_rig(&rt, &stripe)?;
+    let (issuer, app) = (rig.issuer.clone(), rig.app.clone());
     rt.block_on(async {
         let ada = Principal::User {
             issuer: issuer.clone(),
@@ -727,17 +636,73 @@ fn a_long_list_of_grants_is_shown_a_page_at_a_time() -> Result<()> {
         }
         Ok::<_, anyhow::Error>(())
     })?;
+    let seen = run_browser(&json!({
+        "origin": rig.origin,
+        "login": "ada",
+        "screenshots": root().join("target/wallet-screenshots/many"),
+        "many": MANY,
+    }))?;
+    ensure!(seen["first"] == 50 && seen["second"] == 100, "{seen}");
+    Ok(())
+}
+
+/// A host whose wallet signs users in at its own identity-provider peer, with app billing, an
+/// app key for it, and `stripe` behind egress: where the browser tests start.
+struct BrowserRig {
+    _data: tempfile::TempDir,
+    _peer: OidcPeer,
+    _host: super::serve::Host,
+    origin: String,
+    issuer: String,
+    app: App,
+}
+
+fn browser_rig(rt: &tokio::runtime::Runtime, stripe: &Stripe) -> Result<BrowserRig> {
+    let data = tempfile::tempdir()?;
+    let dir = data.path().join("data");
+    let port = free_port()?;
+    let origin = format!("http://127.0.0.1:{port}");
+    let peer = OidcPeer::start(&json!({
+        "clients": [{
+            "client_id": WALLET_CLIENT,
+            "public": true,
+            "redirect_uris": [format!("{origin}/wallet/callback")],
+        }],
+    }))?;
+    let issuer = peer.issuer().to_owned();
+    init_with_app(&dir, &[])?;
+    let key = create_key(&dir, &[], "billing")?;
+    let stripe_origin = rt.block_on(start_stripe(stripe.clone()))?;
+    let overrides = format!("api.stripe.com={stripe_origin}");
+    let envs = [
+        ("TESSERA_EGRESS_ALLOW_HTTP_LOOPBACK", "true"),
+        ("TESSERA_EGRESS_OVERRIDES", overrides.as_str()),
+        ("TESSERA_WALLET_ISSUER", issuer.as_str()),
+        ("TESSERA_WALLET_CLIENT_ID", WALLET_CLIENT),
+    ];
+    let host = start_listening(&dir, &envs, &format!("127.0.0.1:{port}"))?;
+    let app = App::new(&key, &origin)?;
+    Ok(BrowserRig {
+        _data: data,
+        _peer: peer,
+        _host: host,
+        origin,
+        issuer,
+        app,
+    })
+}
+
+/// Runs `tests/peers/wallet-browser.mjs` with `config`; returns what it saw.
+fn run_browser(config: &serde_json::Value) -> Result<serde_json::Value> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    ensure!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: `cargo xtask test` installs Debian's chromium (as root), or set CHROMIUM"
+    );
     let out = Command::new("node")
         .arg(root().join("tests/peers/wallet-browser.mjs"))
-        .arg(
-            json!({
-                "origin": origin,
-                "login": "ada",
-                "screenshots": root().join("target/wallet-screenshots/many"),
-                "many": MANY,
-            })
-            .to_string(),
-        )
+        .arg(config.to_string())
+        .env("CHROMIUM", &chromium)
         .output()
         .context("cannot run node")?;
     let report = stdout(&out);
@@ -746,8 +711,7 @@ fn a_long_list_of_grants_is_shown_a_page_at_a_time() -> Result<()> {
         "the browser run failed: {report}\n{}",
         stderr(&out)
     );
-    let seen: serde_json::Value =
-        serde_json::from_str(report.trim().lines().last().unwrap_or("{}"))?;
-    ensure!(seen["first"] == 50 && seen["second"] == 100, "{seen}");
-    Ok(())
+    Ok(serde_json::from_str(
+        report.trim().lines().last().unwrap_or("{}"),
+    )?)
 }

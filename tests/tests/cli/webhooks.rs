@@ -64,12 +64,7 @@ fn grant_and_approval_events_are_signed_retried_and_verifiable() -> Result<()> {
         let rt = runtime()?;
         init_with_app(dir, env)?;
         let key = create_key(dir, env, "billing")?;
-        let stripe = Stripe::default();
-        stripe
-            .valid
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .push(KEY_1.into());
+        let stripe = Stripe::accepting(&[(KEY_1, None)])?;
         let received = Received::default();
         let (origin, hook_url) = rt.block_on(async {
             Ok::<_, anyhow::Error>((
