@@ -57,17 +57,9 @@ pub enum IdpCommand {
     },
 }
 
+/// The JSON the API answers with (`GET /v1/idp`), so scripts read one shape.
 fn view(r: &IdpConfigRecord) -> serde_json::Value {
-    json!({
-        "issuer": r.issuer,
-        "jwks_url": r.jwks_url,
-        "audiences": r.audiences,
-        "groups_claim": r.groups_claim,
-        "algorithms": r.algorithms,
-        "leeway_secs": r.leeway_secs,
-        "created_at": r.created_at.to_rfc3339(),
-        "updated_at": r.updated_at.to_rfc3339(),
-    })
+    serde_json::to_value(crate::identity::config::to_wire(r)).unwrap_or_default()
 }
 
 fn print(r: &IdpConfigRecord, app: &str) {

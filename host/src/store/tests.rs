@@ -274,64 +274,18 @@ async fn delegations_stay_within_their_app_and_one_is_live_per_pair(
 async fn grant_and_credential_read_together_match_separate_reads(
     db: &TestDb,
 ) -> anyhow::Result<()> {
-    use std::collections::BTreeMap;
-
-    use tessera_proto::grants::{GrantKind, GrantStatus, Principal};
-
-    use super::credentials::CredentialRecord;
-    use super::grants::GrantRecord;
-    use super::{CredentialId, GrantId, credentials, grants};
+    use super::{GrantId, credentials, grants};
 
     let s = db.store();
     let now = Timestamp::from_unix_millis(1_700_000_000_000);
-    let a = apps::create(s, "a", now).await?;
-    let b = apps::create(s, "b", now).await?;
-    data_keys::insert(
-        s,
-        &data_keys::DataKeyRecord {
-            version: 1,
-            wrapped: vec![1; 60],
-            wrapped_by: "fp".into(),
-            created_at: now,
-        },
-    )
-    .await?;
-    let credential = CredentialRecord {
-        id: CredentialId::new(),
-        app_id: a.id,
-        provider: "stripe".into(),
-        sealed: vec![0, 1, 2, 0xff],
-        key_version: 1,
-        metadata: BTreeMap::from([("mode".to_owned(), "test".to_owned())]),
-        expires_at: Some(now.plus(std::time::Duration::from_mins(1))),
-        revision: 3,
-        created_at: now,
-        updated_at: now,
-    };
-    credentials::insert(s, &credential).await?;
-    let grant = GrantRecord {
-        id: GrantId::new(),
-        app_id: a.id,
-        provider: "stripe".into(),
-        principal: Principal::System,
-        credential_id: credential.id,
-        kind: GrantKind::ManagedSecret,
-        account_label: "acct_1".into(),
-        scopes: vec!["read".into(), "write".into()],
-        status: GrantStatus::Active,
-        created_at: now,
-        updated_at: now,
-        last_used_at: None,
-        revoked_at: None,
-        valid_until: None,
-    };
-    grants::insert(s, &grant).await?;
+    let (a, b, grant) = two_apps_and_a_grant(s, now).await?;
     let joined = grants::get_with_credential(s, a.id, grant.id).await?;
     let separate = (
         grants::get(s, a.id, grant.id, false).await?,
-        credentials::get(s, a.id, credential.id, false).await?,
+        credentials::get(s, a.id, grant.credential_id, false).await?,
     );
-    assert_eq!(joined, Some((grant.clone(), Some(credential.clone()))));
+    assert!(separate.1.is_some(), "the grant's credential is stored");
+    assert_eq!(joined, Some((grant.clone(), separate.1.clone())));
     assert_eq!(separate.0, Some(grant.clone()));
     assert_eq!(grants::get_with_credential(s, b.id, grant.id).await?, None);
     // The batch read finds it among ids that match nothing, and only once.
