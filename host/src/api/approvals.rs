@@ -254,7 +254,7 @@ pub(super) async fn outcome(
     query: Result<Query<OutcomeQuery>, QueryRejection>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(&[tessera_proto::scopes::Scope::ProxyExecute])?;
+    caller.require(&[Scope::ProxyExecute])?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0));
     if wait > MAX_WAIT {
