@@ -7,13 +7,17 @@
 //!
 //! A [`Batcher`] starts its task on first use, on the caller's runtime, and starts another
 //! if that runtime has gone (a test that outlived it); the task stops when the batcher is
-//! dropped.
+//! dropped. A batcher made with [`Batcher::on_sqlite_writer`] has no task: its work runs on
+//! the SQLite writer thread, which takes the inputs straight from the requests
+//! ([`crate::store::Lane`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Lane, SqliteWriter};
 
 /// Requests waiting for the task before senders wait too.
 const QUEUE: usize = 4096;
@@ -30,8 +34,17 @@ type Job<I, O> = (I, oneshot::Sender<Result<O, String>>);
 pub struct Batcher<I, O> {
     name: &'static str,
     max: usize,
-    work: Work<I, O>,
-    sender: Mutex<Option<mpsc::Sender<Job<I, O>>>>,
+    inner: Inner<I, O>,
+}
+
+enum Inner<I, O> {
+    /// A task on the runtime batches and runs the async work.
+    Task {
+        work: Work<I, O>,
+        sender: Mutex<Option<mpsc::Sender<Job<I, O>>>>,
+    },
+    /// The SQLite writer thread batches and runs the blocking work.
+    Lane(Arc<Lane<I, O>>),
 }
 
 impl<I, O> std::fmt::Debug for Batcher<I, O> {
@@ -54,42 +67,67 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         Self {
             name,
             max: max.max(1),
-            work: Arc::new(move |inputs| Box::pin(work(inputs))),
-            sender: Mutex::new(None),
+            inner: Inner::Task {
+                work: Arc::new(move |inputs| Box::pin(work(inputs))),
+                sender: Mutex::new(None),
+            },
+        }
+    }
+
+    /// A batcher whose `work` runs on the SQLite writer thread `writer`, on its connection.
+    pub(crate) fn on_sqlite_writer(
+        name: &'static str,
+        max: usize,
+        writer: &Arc<SqliteWriter>,
+        work: impl Fn(&mut rusqlite::Connection, Vec<I>) -> BatchResult<O> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            max: max.max(1),
+            inner: Inner::Lane(Lane::new(name, max, Arc::clone(writer), work)),
         }
     }
 
     /// Runs `input` in the next batch; returns its output, or why its batch failed.
     pub async fn run(&self, input: I) -> Result<O, String> {
-        let sender = self.sender();
+        let (work, slot) = match &self.inner {
+            Inner::Lane(lane) => return lane.run(input).await,
+            Inner::Task { work, sender } => (work, sender),
+        };
+        let sender = self.sender(work, slot);
         let (reply, answer) = oneshot::channel();
         if let Err(mpsc::error::SendError((input, _))) = sender.send((input, reply)).await {
             // The task's runtime is gone: start over with a batch of one.
-            self.forget(&sender);
-            let mut outputs = (self.work)(vec![input]).await?;
+            Self::forget(slot, &sender);
+            let mut outputs = work(vec![input]).await?;
             return outputs
                 .pop()
                 .ok_or_else(|| format!("the {} batch answered nothing", self.name));
         }
         answer.await.unwrap_or_else(|_| {
-            self.forget(&sender);
+            Self::forget(slot, &sender);
             Err(format!("the {} batch stopped before answering", self.name))
         })
     }
 
-    fn sender(&self) -> mpsc::Sender<Job<I, O>> {
-        let mut slot = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The task's sender in `slot`, starting the task if needed.
+    fn sender(
+        &self,
+        work: &Work<I, O>,
+        slot: &Mutex<Option<mpsc::Sender<Job<I, O>>>>,
+    ) -> mpsc::Sender<Job<I, O>> {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
             return sender.clone();
         }
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(drive(self.name, self.max, Arc::clone(&self.work), receiver));
+        tokio::spawn(drive(self.name, self.max, Arc::clone(work), receiver));
         *slot = Some(sender.clone());
         sender
     }
 
-    fn forget(&self, stale: &mpsc::Sender<Job<I, O>>) {
-        let mut slot = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+    fn forget(slot: &Mutex<Option<mpsc::Sender<Job<I, O>>>>, stale: &mpsc::Sender<Job<I, O>>) {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_some_and(|s| s.same_channel(stale)) {
             *slot = None;
         }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{AuditEntry, AuditError, Recorded, redact_detail};
 use crate::store::audit::{self as rows, AuditRow};
-use crate::store::{Timestamp, Tx, meta};
+use crate::store::{StoreError, Timestamp, Tx, meta};
 
 /// Length of a chain hash (SHA-256).
 pub const HASH_LEN: usize = 32;
@@ -176,14 +176,58 @@ pub async fn append(tx: &mut Tx, entries: &[AuditEntry]) -> Result<Vec<Recorded>
 
 async fn append_rows(tx: &mut Tx, entries: &[AuditEntry]) -> Result<Vec<Recorded>, AuditError> {
     rows::lock_appenders(tx).await?;
-    let last = match rows::last(&mut *tx).await? {
+    let last = rows::last(&mut *tx).await?;
+    let head = meta::get(&mut *tx, HEAD_META_KEY).await?;
+    let batch = chain(entries, last, head.as_deref())?;
+    rows::insert(tx, &batch.rows).await?;
+    meta::set(&mut *tx, HEAD_META_KEY, &batch.head, Timestamp::now()).await?;
+    Ok(batch.recorded)
+}
+
+/// [`append`] on SQLite's request-path writer thread (`conn` is its connection): the same
+/// steps in one `BEGIN IMMEDIATE` transaction, committed before it returns. Nothing is
+/// recorded on error.
+pub fn append_on_sqlite(
+    conn: &mut rusqlite::Connection,
+    entries: &[AuditEntry],
+) -> Result<Vec<Recorded>, AuditError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let unavailable = |cause: StoreError| AuditError::Unavailable {
+        reason: cause.to_string(),
+    };
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| unavailable(e.into()))?;
+    let last = rows::last_on_sqlite(&tx).map_err(unavailable)?;
+    let head = meta::get_on_sqlite(&tx, HEAD_META_KEY).map_err(unavailable)?;
+    let batch = chain(entries, last, head.as_deref())?;
+    rows::insert_on_sqlite(&tx, &batch.rows).map_err(unavailable)?;
+    meta::set_on_sqlite(&tx, HEAD_META_KEY, &batch.head, Timestamp::now()).map_err(unavailable)?;
+    tx.commit().map_err(|e| unavailable(e.into()))?;
+    Ok(batch.recorded)
+}
+
+/// Entries turned into the rows that continue a chain, and what follows from them.
+struct Batch {
+    rows: Vec<AuditRow>,
+    recorded: Vec<Recorded>,
+    /// The new head, as stored under [`HEAD_META_KEY`].
+    head: String,
+}
+
+/// Chains `entries` after the stored rows, whose last is `last`, and the recorded `head`.
+fn chain(
+    entries: &[AuditEntry],
+    last: Option<(i64, Vec<u8>)>,
+    head: Option<&str>,
+) -> Result<Batch, AuditError> {
+    let last = match last {
         Some((seq, hash)) => Some((seq, hash_array(seq, "hash", &hash)?)),
         None => None,
     };
-    let head = meta::get(&mut *tx, HEAD_META_KEY)
-        .await?
-        .as_deref()
-        .and_then(parse_head);
+    let head = head.and_then(parse_head);
     // Continue from the recorded head when the rows end before it (or disagree with it):
     // the tail was cut or replaced, and linking to the head keeps that visible to `verify`
     // as a gap or broken link, instead of quietly starting a valid chain over the damage.
@@ -202,7 +246,7 @@ async fn append_rows(tx: &mut Tx, entries: &[AuditEntry]) -> Result<Vec<Recorded
         (Some(last), _) => last,
         (None, _) => (0, GENESIS_HASH),
     };
-    let mut new_rows = Vec::with_capacity(entries.len());
+    let mut rows = Vec::with_capacity(entries.len());
     let mut recorded = Vec::with_capacity(entries.len());
     for entry in entries {
         seq += 1;
@@ -213,17 +257,13 @@ async fn append_rows(tx: &mut Tx, entries: &[AuditEntry]) -> Result<Vec<Recorded
             id: row.id.clone(),
             hash: prev,
         });
-        new_rows.push(row);
+        rows.push(row);
     }
-    rows::insert(tx, &new_rows).await?;
-    meta::set(
-        &mut *tx,
-        HEAD_META_KEY,
-        &format!("{seq}:{}", hex::encode(prev)),
-        Timestamp::now(),
-    )
-    .await?;
-    Ok(recorded)
+    Ok(Batch {
+        rows,
+        recorded,
+        head: format!("{seq}:{}", hex::encode(prev)),
+    })
 }
 
 #[cfg(test)]

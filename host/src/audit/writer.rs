@@ -1,15 +1,20 @@
-//! [`AuditLog`]: group commit. One writer task per log receives entries over a bounded
-//! channel, takes whatever is queued (up to [`AuditOptions::max_batch`]), appends the batch
-//! in one transaction, and only then answers each submitter. If the transaction fails,
-//! every entry of the batch gets [`AuditError::Unavailable`] and none of them is stored.
+//! [`AuditLog`]: group commit. Entries wait for the writer, which takes whatever is queued
+//! (up to [`AuditOptions::max_batch`]), appends the batch in one transaction, and only then
+//! answers each submitter. If the transaction fails, every entry of the batch gets
+//! [`AuditError::Unavailable`] and none of them is stored.
+//!
+//! The writer is, on PostgreSQL, one task per log receiving entries over a bounded channel;
+//! on SQLite, a lane of the store's writer thread (`store::writer`), which takes the entries
+//! straight from the submitters and runs the whole transaction itself.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::chain::append;
+use super::chain::{append, append_on_sqlite};
 use super::{AuditEntry, AuditError, Recorded};
+use crate::batch::Batcher;
 use crate::store::Store;
 
 /// Tuning of an [`AuditLog`].
@@ -58,11 +63,24 @@ struct Counters {
 }
 
 struct Shared {
-    /// `None` once shut down: no new entries.
-    sender: Mutex<Option<mpsc::Sender<Submission>>>,
+    sink: Sink,
     counters: Arc<Counters>,
-    /// Becomes `true` when the writer task has finished.
-    done: watch::Receiver<bool>,
+}
+
+enum Sink {
+    /// A writer task (PostgreSQL).
+    Task {
+        /// `None` once shut down: no new entries.
+        sender: Mutex<Option<mpsc::Sender<Submission>>>,
+        /// Becomes `true` when the writer task has finished.
+        done: watch::Receiver<bool>,
+    },
+    /// A lane of the SQLite writer thread.
+    Lane {
+        lane: Batcher<AuditEntry, Recorded>,
+        /// `false` once shut down: no new entries.
+        open: AtomicBool,
+    },
 }
 
 /// The audit log of a host: cheap to clone, all clones feed the same writer task.
@@ -88,7 +106,7 @@ struct DepthGuard<'a> {
 impl Drop for DepthGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.counters.depth.fetch_sub(1, Ordering::Relaxed);
+            self.counters.depth.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -99,23 +117,52 @@ impl AuditLog {
         Self::start_with(store, AuditOptions::default())
     }
 
-    /// Starts the writer task on the current Tokio runtime.
+    /// Starts the writer (on SQLite a lane of the store's writer thread, else a task on the
+    /// current Tokio runtime).
     pub fn start_with(store: Store, options: AuditOptions) -> Self {
+        let counters = Arc::new(Counters::default());
+        let max_batch = options.max_batch.max(1);
+        if let Some(writer) = store.sqlite_writer() {
+            let c = Arc::clone(&counters);
+            let lane = Batcher::on_sqlite_writer(
+                "audit",
+                max_batch,
+                writer,
+                move |conn, entries| {
+                    let n = entries.len();
+                    match append_on_sqlite(conn, &entries) {
+                        Ok(recorded) => {
+                            c.committed(n);
+                            Ok(recorded)
+                        }
+                        Err(e) => {
+                            c.failed_batches.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, rows = n, "audit batch not committed; its calls are refused");
+                            Err(e.to_string())
+                        }
+                    }
+                },
+            );
+            return Self {
+                shared: Arc::new(Shared {
+                    sink: Sink::Lane {
+                        lane,
+                        open: AtomicBool::new(true),
+                    },
+                    counters,
+                }),
+            };
+        }
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let (done_tx, done_rx) = watch::channel(false);
-        let counters = Arc::new(Counters::default());
-        tokio::spawn(run(
-            store,
-            receiver,
-            options.max_batch.max(1),
-            counters.clone(),
-            done_tx,
-        ));
+        tokio::spawn(run(store, receiver, max_batch, counters.clone(), done_tx));
         Self {
             shared: Arc::new(Shared {
-                sender: Mutex::new(Some(sender)),
+                sink: Sink::Task {
+                    sender: Mutex::new(Some(sender)),
+                    done: done_rx,
+                },
                 counters,
-                done: done_rx,
             }),
         }
     }
@@ -123,33 +170,44 @@ impl AuditLog {
     /// Records `entry` and returns once its row is committed. `Err` means the row was not
     /// written and the caller must refuse the call it describes.
     pub async fn record(&self, entry: AuditEntry) -> Result<Recorded, AuditError> {
-        let sender = self
-            .shared
-            .sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| AuditError::Unavailable {
-                reason: "the audit log is shut down".to_owned(),
-            })?;
-        let (reply, answer) = oneshot::channel();
         let counters = &*self.shared.counters;
-        counters.depth.fetch_add(1, Ordering::Relaxed);
+        counters.depth.fetch_add(1, Ordering::SeqCst);
         let mut guard = DepthGuard {
             counters,
             armed: true,
         };
-        sender
-            .send(Submission { entry, reply })
-            .await
-            .map_err(|_| AuditError::Unavailable {
-                reason: "the audit writer has stopped".to_owned(),
-            })?;
-        guard.armed = false;
-        drop(sender);
-        answer.await.map_err(|_| AuditError::Unavailable {
-            reason: "the audit writer stopped before committing".to_owned(),
-        })?
+        match &self.shared.sink {
+            Sink::Lane { lane, open } => {
+                // Counted before the check, so a shutdown that finds no entry in flight
+                // cannot miss this one.
+                if !open.load(Ordering::SeqCst) {
+                    return Err(shut_down());
+                }
+                lane.run(entry)
+                    .await
+                    .map_err(|reason| AuditError::Unavailable { reason })
+            }
+            Sink::Task { sender, .. } => {
+                let sender = sender
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+                    .ok_or_else(shut_down)?;
+                let (reply, answer) = oneshot::channel();
+                sender
+                    .send(Submission { entry, reply })
+                    .await
+                    .map_err(|_| AuditError::Unavailable {
+                        reason: "the audit writer has stopped".to_owned(),
+                    })?;
+                // The writer task takes the depth down once it answers.
+                guard.armed = false;
+                drop(sender);
+                answer.await.map_err(|_| AuditError::Unavailable {
+                    reason: "the audit writer stopped before committing".to_owned(),
+                })?
+            }
+        }
     }
 
     /// Entries submitted and not yet answered (waiting or being committed).
@@ -172,16 +230,37 @@ impl AuditLog {
     /// already submitted, and returns when the writer has finished. Safe to call more than
     /// once and from several clones.
     pub async fn shutdown(&self) {
-        drop(
-            self.shared
-                .sender
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let mut done = self.shared.done.clone();
-        // An error means the writer is gone, which is what we wait for.
-        let _ = done.wait_for(|finished| *finished).await;
+        match &self.shared.sink {
+            Sink::Lane { open, .. } => {
+                open.store(false, Ordering::SeqCst);
+                // The entries in flight are committed by the writer thread whether or not
+                // anyone waits; waiting keeps "returns when flushed" true.
+                while self.shared.counters.depth.load(Ordering::SeqCst) > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+            Sink::Task { sender, done } => {
+                drop(sender.lock().unwrap_or_else(PoisonError::into_inner).take());
+                let mut done = done.clone();
+                // An error means the writer is gone, which is what we wait for.
+                let _ = done.wait_for(|finished| *finished).await;
+            }
+        }
+    }
+}
+
+fn shut_down() -> AuditError {
+    AuditError::Unavailable {
+        reason: "the audit log is shut down".to_owned(),
+    }
+}
+
+impl Counters {
+    /// Counts a committed batch of `n` rows.
+    fn committed(&self, n: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(n as u64, Ordering::Relaxed);
+        self.largest_batch.fetch_max(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -215,11 +294,7 @@ async fn run(
             batch.drain(..).map(|s| (s.entry, s.reply)).unzip();
         match commit(&store, &entries).await {
             Ok(recorded) => {
-                counters.batches.fetch_add(1, Ordering::Relaxed);
-                counters.rows.fetch_add(n as u64, Ordering::Relaxed);
-                counters
-                    .largest_batch
-                    .fetch_max(n as u64, Ordering::Relaxed);
+                counters.committed(n);
                 for (reply, r) in replies.into_iter().zip(recorded) {
                     // A submitter that stopped waiting still has its row committed.
                     let _ = reply.send(Ok(r));

@@ -243,8 +243,14 @@ const MAX_NONCE_BATCH: usize = 256;
 /// gets its answer only once its nonce is committed.
 pub type NonceBatcher = Batcher<nonces::NonceUse, nonces::Remembered>;
 
-/// The nonce batcher of `store`.
+/// The nonce batcher of `store`: on SQLite a lane of its writer thread, on PostgreSQL a
+/// task on the pool.
 pub fn nonce_batcher(store: Store) -> NonceBatcher {
+    if let Some(writer) = store.sqlite_writer() {
+        return Batcher::on_sqlite_writer("nonce", MAX_NONCE_BATCH, writer, |conn, uses| {
+            nonces::remember_on_sqlite(conn, &uses).map_err(|e| e.to_string())
+        });
+    }
     Batcher::new(
         "nonce",
         MAX_NONCE_BATCH,
@@ -285,7 +291,7 @@ impl DbNonceStore {
     /// many. A nonce is kept through its last second, when a replay could still verify.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, store::StoreError> {
         let cutoff = now.saturating_mul(1000).saturating_sub(1);
-        nonces::purge_expired(&self.store, Timestamp::from_unix_millis(cutoff)).await
+        nonces::purge(&self.store, Timestamp::from_unix_millis(cutoff)).await
     }
 }
 

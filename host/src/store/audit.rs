@@ -91,8 +91,64 @@ pub async fn last(db: impl Into<Db<'_>>) -> Result<Option<(i64, Vec<u8>)>, Store
     })
 }
 
-/// Inserts `rows` as they are (several rows per statement). A `seq`, `id`, `hash` or
-/// `prev_hash` already present is a [`StoreError::Conflict`].
+/// [`last`] on the SQLite request-path writer's connection (inside its transaction).
+pub fn last_on_sqlite(conn: &rusqlite::Connection) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(conn
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?)
+}
+
+/// [`insert`] on the SQLite request-path writer's connection (inside its transaction): one
+/// prepared single-row statement run per row, which on the writer's own thread costs less
+/// than building a statement per batch.
+pub fn insert_on_sqlite(conn: &rusqlite::Connection, rows: &[AuditRow]) -> Result<(), StoreError> {
+    let mut sql = format!("INSERT INTO audit ({COLUMNS}) VALUES (");
+    for c in 0..COLUMN_COUNT {
+        if c > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "${}", c + 1);
+    }
+    sql.push(')');
+    let mut statement = conn.prepare_cached(&sql)?;
+    for r in rows {
+        statement
+            .execute(rusqlite::params![
+                r.seq,
+                r.id,
+                r.at,
+                r.app_id,
+                r.actor_kind,
+                r.actor_id,
+                r.key_id,
+                r.caller,
+                r.action,
+                r.provider,
+                r.grant_id,
+                r.principal_kind,
+                r.principal_value,
+                r.outcome,
+                r.reason,
+                r.context,
+                r.request_id,
+                r.detail,
+                r.prev_hash,
+                r.hash,
+            ])
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict {
+                    what: "an audit row with this seq or id".to_owned(),
+                },
+                _ => e.into(),
+            })?;
+    }
+    Ok(())
+}
+
+/// Inserts `rows` as they are (several rows per statement). A `seq` or `id` already present
+/// is a [`StoreError::Conflict`].
 pub async fn insert(tx: &mut Tx, rows: &[AuditRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = format!("INSERT INTO audit ({COLUMNS}) VALUES ");
@@ -139,7 +195,7 @@ pub async fn insert(tx: &mut Tx, rows: &[AuditRow]) -> Result<(), StoreError> {
                 .execute(&mut *conn)
                 .await
                 .map_err(StoreError::conflict_on_unique(|| {
-                    "an audit row with this seq or hash".to_owned()
+                    "an audit row with this seq or id".to_owned()
                 }))?;
             Ok::<(), StoreError>(())
         })?;

@@ -11,6 +11,7 @@
 //! | write transaction | `BEGIN IMMEDIATE` | `BEGIN` | [`Dialect::begin`] |
 //! | row lock | none (the write lock is the database) | `FOR UPDATE` | [`Dialect::for_update`] |
 //! | audit appenders | none (`BEGIN IMMEDIATE` serialises writers) | advisory transaction lock | [`Dialect::audit_append_lock`] |
+//! | request-path writes (nonces, audit) | one writer thread with its own connection | the pool | `store::writer` |
 //! | test fault: refuse audit inserts | trigger with `RAISE(ABORT)` | plpgsql trigger function | [`Dialect::audit_fault_on`], [`Dialect::audit_fault_off`] |
 //! | connection options | file, WAL, pragmas | URL | [`sqlite::connect`], [`postgres::connect`] |
 //!

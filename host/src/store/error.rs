@@ -53,9 +53,23 @@ pub enum StoreError {
     /// A batched statement (see `crate::batch`) failed for every request in its batch.
     #[error("database error in a batch: {0}")]
     Batch(String),
+    /// An error on the SQLite request-path writer (`store::writer`).
+    #[error("database error: {0}")]
+    Writer(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Writer(err.to_string())
+    }
 }
 
 impl StoreError {
+    /// A failure of the SQLite writer thread itself (`store::writer`).
+    pub(crate) fn writer(reason: impl Into<String>) -> Self {
+        StoreError::Writer(reason.into())
+    }
+
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] naming `what`; other
     /// errors convert as usual. Both drivers classify the violation, so no dialect is needed.
     pub(crate) fn conflict_on_unique(

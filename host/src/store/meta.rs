@@ -7,10 +7,15 @@ use super::{Db, StoreError, Timestamp, on_conn};
 /// Key under which `tessera init` records the master key fingerprint.
 pub const MASTER_KEY_FINGERPRINT: &str = "master_key_fingerprint";
 
+const GET: &str = "SELECT value FROM meta WHERE key = $1";
+
+const SET: &str = "INSERT INTO meta (key, value, updated_at) VALUES ($1, $2, $3) \
+                   ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+
 /// The value stored under `key`, if any.
 pub async fn get(db: impl Into<Db<'_>>, key: &str) -> Result<Option<String>, StoreError> {
     on_conn!(db, |conn| {
-        let value: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = $1")
+        let value: Option<(String,)> = sqlx::query_as(GET)
             .bind(key)
             .fetch_optional(&mut *conn)
             .await?;
@@ -26,17 +31,35 @@ pub async fn set(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     on_conn!(db, |conn| {
-        sqlx::query(
-            "INSERT INTO meta (key, value, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(key)
-        .bind(value)
-        .bind(now.unix_millis())
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(SET)
+            .bind(key)
+            .bind(value)
+            .bind(now.unix_millis())
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     })
+}
+
+/// [`get`] on the SQLite request-path writer's connection.
+pub fn get_on_sqlite(conn: &rusqlite::Connection, key: &str) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(conn
+        .prepare_cached(GET)?
+        .query_row([key], |row| row.get(0))
+        .optional()?)
+}
+
+/// [`set`] on the SQLite request-path writer's connection.
+pub fn set_on_sqlite(
+    conn: &rusqlite::Connection,
+    key: &str,
+    value: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(SET)?
+        .execute(rusqlite::params![key, value, now.unix_millis()])?;
+    Ok(())
 }
 
 /// Stores `value` under `key` only if the key is absent; returns whether it was stored.

@@ -53,6 +53,7 @@ pub mod testing;
 mod types;
 pub mod wallet;
 pub mod webhooks;
+mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
 
 pub use error::StoreError;
 pub use types::{AgentId, AppId, CredentialId, DelegationId, GrantId, SessionId, Timestamp};
+pub(crate) use writer::{Lane, SqliteWriter};
 
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "tessera.db";
@@ -182,6 +184,8 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite only: the thread that runs the request path's writes ([`writer`]).
+    writer: Option<std::sync::Arc<SqliteWriter>>,
 }
 
 #[derive(Clone)]
@@ -203,6 +207,7 @@ impl Store {
     /// migrations. Safe to call from several host instances at once: PostgreSQL migrations
     /// take an advisory lock.
     pub async fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let mut writer = None;
         let pool =
             match config {
                 DatabaseConfig::Sqlite { path } => {
@@ -221,6 +226,7 @@ impl Store {
                         }
                     })?;
                     dialect::sqlite::MIGRATOR.run(&pool).await?;
+                    writer = Some(std::sync::Arc::new(writer::SqliteWriter::open(path)?));
                     Pool::Sqlite(pool)
                 }
                 DatabaseConfig::Postgres { url } => {
@@ -234,7 +240,12 @@ impl Store {
                     Pool::Postgres(pool)
                 }
             };
-        Ok(Store { pool })
+        Ok(Store { pool, writer })
+    }
+
+    /// The SQLite request-path writer (`None` on PostgreSQL).
+    pub(crate) fn sqlite_writer(&self) -> Option<&std::sync::Arc<SqliteWriter>> {
+        self.writer.as_ref()
     }
 
     /// The backend behind this store.

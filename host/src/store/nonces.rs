@@ -1,8 +1,13 @@
 //! The `nonces` table: replay protection for signed requests, shared by every host instance.
 //! Holds only public key ids and the nonces requests carried, never key material.
 
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use rusqlite::OptionalExtension as _;
+
 use super::api_keys::LIVE_KEY;
-use super::{Db, StoreError, Timestamp, on_conn};
+use super::{Db, Store, StoreError, Timestamp, on_conn};
 
 /// Records that `nonce` was used with key `key_id`; returns `true` if it is fresh, `false`
 /// if it was seen before (a replay). Atomic across connections and host instances: the
@@ -18,7 +23,7 @@ pub async fn remember(
     on_conn!(db, |conn| {
         let done = sqlx::query(
             "INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (key_id, nonce) DO NOTHING",
+             ON CONFLICT DO NOTHING",
         )
         .bind(key_id)
         .bind(nonce)
@@ -57,7 +62,7 @@ pub async fn remember_for_active_key(
             "INSERT INTO nonces (key_id, nonce, expires_at) \
              SELECT $1, $2, $3 WHERE EXISTS \
              (SELECT 1 FROM api_keys k WHERE k.id = $1 AND {LIVE_KEY}) \
-             ON CONFLICT (key_id, nonce) DO NOTHING"
+             ON CONFLICT DO NOTHING"
         ))
         .bind(key_id)
         .bind(nonce)
@@ -99,45 +104,13 @@ pub async fn remember_many(
     db: impl Into<Db<'_>>,
     uses: &[NonceUse],
 ) -> Result<Vec<Remembered>, StoreError> {
-    use std::collections::{HashMap, HashSet};
-    use std::fmt::Write as _;
-
     if uses.is_empty() {
         return Ok(Vec::new());
     }
-    // The first occurrence of each pair goes into the statement; later ones are replays
-    // of it (or refused with it, when its key is inactive).
-    // Per pair: its place in `distinct` and the index in `uses` of its first occurrence.
-    let mut first: HashMap<(&str, &str), (usize, usize)> = HashMap::new();
-    let mut distinct: Vec<&NonceUse> = Vec::new();
-    for (i, u) in uses.iter().enumerate() {
-        first
-            .entry((u.key_id.as_str(), u.nonce.as_str()))
-            .or_insert_with(|| {
-                distinct.push(u);
-                (distinct.len() - 1, i)
-            });
-    }
-    let mut sql = String::from(
-        "INSERT INTO nonces (key_id, nonce, expires_at) \
-         SELECT v.column1, v.column2, v.column3 FROM (VALUES ",
-    );
-    for i in 0..distinct.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        let n = 3 * i;
-        let _ = write!(sql, "(${}, ${}, ${})", n + 1, n + 2, n + 3);
-    }
-    sql.push_str(
-        ") AS v WHERE EXISTS \
-         (SELECT 1 FROM api_keys k WHERE k.id = v.column1 AND ",
-    );
-    sql.push_str(LIVE_KEY);
-    sql.push_str(") ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce");
+    let plan = Plan::new(uses);
     on_conn!(db, |conn| {
-        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
-        for u in &distinct {
+        let mut query = sqlx::query_as::<_, (String, String)>(&plan.sql);
+        for u in &plan.distinct {
             query = query
                 .bind(u.key_id.as_str())
                 .bind(u.nonce.as_str())
@@ -145,54 +118,165 @@ pub async fn remember_many(
         }
         let inserted: HashSet<(String, String)> =
             query.fetch_all(&mut *conn).await?.into_iter().collect();
-        let mut outcome: Vec<Remembered> = distinct
+        let live = live_key_id();
+        let mut active = HashSet::new();
+        for key_id in plan.unsure(&inserted) {
+            let found: Option<String> = sqlx::query_scalar(&live)
+                .bind(key_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            active.extend(found);
+        }
+        Ok(plan.answer(&inserted, &active))
+    })
+}
+
+/// [`remember_many`] on `store`: on SQLite on the request-path writer thread
+/// ([`super::writer`], where the host's nonce batcher runs [`remember_on_sqlite`]); on
+/// PostgreSQL on the pool.
+pub async fn remember_batch(
+    store: &Store,
+    uses: Vec<NonceUse>,
+) -> Result<Vec<Remembered>, StoreError> {
+    let Some(writer) = store.sqlite_writer() else {
+        return remember_many(store, &uses).await;
+    };
+    if uses.is_empty() {
+        return Ok(Vec::new());
+    }
+    writer
+        .run(move |conn| remember_on_sqlite(conn, &uses))
+        .await?
+}
+
+/// [`remember_many`] on the SQLite request-path writer's connection (autocommit: one
+/// statement is one transaction).
+pub(crate) fn remember_on_sqlite(
+    conn: &rusqlite::Connection,
+    uses: &[NonceUse],
+) -> Result<Vec<Remembered>, StoreError> {
+    if uses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = Plan::new(uses);
+    let inserted: HashSet<(String, String)> = {
+        let mut statement = conn.prepare_cached(&plan.sql)?;
+        let values = plan.distinct.iter().flat_map(|u| {
+            [
+                rusqlite::types::Value::Text(u.key_id.clone()),
+                rusqlite::types::Value::Text(u.nonce.clone()),
+                rusqlite::types::Value::Integer(u.expires_at.unix_millis()),
+            ]
+        });
+        statement
+            .query_map(rusqlite::params_from_iter(values), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?
+    };
+    let mut active = HashSet::new();
+    let mut live = conn.prepare_cached(&live_key_id())?;
+    for key_id in plan.unsure(&inserted) {
+        let found: Option<String> = live.query_row([key_id], |row| row.get(0)).optional()?;
+        active.extend(found);
+    }
+    Ok(plan.answer(&inserted, &active))
+}
+
+/// A batch of nonce uses reduced to its distinct pairs, the statement that inserts them, and
+/// how to turn what the statement returned into an answer per use.
+struct Plan<'a> {
+    uses: &'a [NonceUse],
+    /// The first occurrence of each pair, in order: what the statement inserts.
+    distinct: Vec<&'a NonceUse>,
+    /// Per pair: its place in `distinct` and the index in `uses` of its first occurrence.
+    first: HashMap<(&'a str, &'a str), (usize, usize)>,
+    sql: String,
+}
+
+impl<'a> Plan<'a> {
+    fn new(uses: &'a [NonceUse]) -> Self {
+        // The first occurrence of each pair goes into the statement; later ones are replays
+        // of it (or refused with it, when its key is inactive).
+        let mut first = HashMap::new();
+        let mut distinct: Vec<&NonceUse> = Vec::new();
+        for (i, u) in uses.iter().enumerate() {
+            first
+                .entry((u.key_id.as_str(), u.nonce.as_str()))
+                .or_insert_with(|| {
+                    distinct.push(u);
+                    (distinct.len() - 1, i)
+                });
+        }
+        let mut sql = String::from(
+            "INSERT INTO nonces (key_id, nonce, expires_at) \
+             SELECT v.column1, v.column2, v.column3 FROM (VALUES ",
+        );
+        for i in 0..distinct.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let n = 3 * i;
+            let _ = write!(sql, "(${}, ${}, ${})", n + 1, n + 2, n + 3);
+        }
+        sql.push_str(
+            ") AS v WHERE EXISTS \
+             (SELECT 1 FROM api_keys k WHERE k.id = v.column1 AND ",
+        );
+        sql.push_str(LIVE_KEY);
+        sql.push_str(") ON CONFLICT DO NOTHING RETURNING key_id, nonce");
+        Self {
+            uses,
+            distinct,
+            first,
+            sql,
+        }
+    }
+
+    /// The key ids of pairs the statement did not insert: each is a replay if its key is
+    /// live, else refused with its key (rare, so looked up one by one).
+    fn unsure(&self, inserted: &HashSet<(String, String)>) -> Vec<&'a str> {
+        self.distinct
+            .iter()
+            .filter(|u| !inserted.contains(&(u.key_id.clone(), u.nonce.clone())))
+            .map(|u| u.key_id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// One answer per use, given the pairs inserted and the live keys among [`Plan::unsure`].
+    fn answer(
+        &self,
+        inserted: &HashSet<(String, String)>,
+        active: &HashSet<String>,
+    ) -> Vec<Remembered> {
+        let outcome: Vec<Remembered> = self
+            .distinct
             .iter()
             .map(|u| {
                 if inserted.contains(&(u.key_id.clone(), u.nonce.clone())) {
                     Remembered::Fresh
+                } else if active.contains(&u.key_id) {
+                    Remembered::Replayed
                 } else {
                     Remembered::KeyInactive
                 }
             })
             .collect();
-        // Rare: a pair not inserted is a replay if its key is active.
-        let unsure: Vec<&str> = distinct
-            .iter()
-            .zip(&outcome)
-            .filter(|(_, o)| **o == Remembered::KeyInactive)
-            .map(|(u, _)| u.key_id.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        if !unsure.is_empty() {
-            let mut active = HashSet::new();
-            let live = live_key_id();
-            for key_id in unsure {
-                let found: Option<String> = sqlx::query_scalar(&live)
-                    .bind(key_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                active.extend(found);
-            }
-            for (u, o) in distinct.iter().zip(outcome.iter_mut()) {
-                if *o == Remembered::KeyInactive && active.contains(&u.key_id) {
-                    *o = Remembered::Replayed;
-                }
-            }
-        }
-        Ok(uses
+        self.uses
             .iter()
             .enumerate()
             .map(|(i, u)| {
-                let (at, first_use) = first[&(u.key_id.as_str(), u.nonce.as_str())];
+                let (at, first_use) = self.first[&(u.key_id.as_str(), u.nonce.as_str())];
                 match outcome[at] {
                     // Only the first occurrence was inserted.
                     Remembered::Fresh if i != first_use => Remembered::Replayed,
                     o => o,
                 }
             })
-            .collect())
-    })
+            .collect()
+    }
 }
 
 /// `SELECT` of the key id `$1` when that key is live.
@@ -209,6 +293,36 @@ pub async fn purge_expired(db: impl Into<Db<'_>>, now: Timestamp) -> Result<u64,
             .await?;
         Ok(done.rows_affected())
     })
+}
+
+/// Rows one step of [`purge`] deletes on SQLite: small enough that the request path's
+/// writes queued behind it wait a few milliseconds at most.
+const PURGE_STEP: usize = 2000;
+
+/// [`purge_expired`] on `store`: on SQLite in steps on the request-path writer thread
+/// ([`super::writer`]), so a minute's worth of expired nonces does not hold the write lock
+/// in one go; on PostgreSQL one statement on the pool.
+pub async fn purge(store: &Store, now: Timestamp) -> Result<u64, StoreError> {
+    let Some(writer) = store.sqlite_writer() else {
+        return purge_expired(store, now).await;
+    };
+    let mut total = 0;
+    loop {
+        let deleted = writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM nonces WHERE (expires_at, key_id, nonce) IN \
+                     (SELECT expires_at, key_id, nonce FROM nonces \
+                      WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
+                )?
+                .execute(rusqlite::params![now.unix_millis(), PURGE_STEP])
+            })
+            .await??;
+        total += deleted as u64;
+        if deleted < PURGE_STEP {
+            return Ok(total);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +380,13 @@ mod tests {
         remember(s, "k", "new", later).await?;
         assert_eq!(purge_expired(s, T).await?, 1);
         assert_eq!(purge_expired(s, T).await?, 0);
+        // The host's purge (in steps on the SQLite writer) removes more than one step's worth.
+        let many = PURGE_STEP + 5;
+        for i in 0..many {
+            remember(s, "k", &format!("step-{i}"), T).await?;
+        }
+        assert_eq!(purge(s, T).await?, u64::try_from(many)?);
+        assert_eq!(purge(s, T).await?, 0);
         // The expired one is forgotten, the live one still counts as seen.
         assert!(remember(s, "k", "old", later).await?);
         assert!(!remember(s, "k", "new", later).await?);
@@ -368,22 +489,34 @@ mod tests {
             u("00000000000000ff", "c"),
             u(live, "d"),
         ];
-        assert_eq!(
-            remember_many(s, &batch).await?,
-            [
-                Remembered::Fresh,
-                Remembered::Replayed,
-                Remembered::Replayed,
-                Remembered::KeyInactive,
-                Remembered::KeyInactive,
-                Remembered::Fresh,
-            ]
-        );
+        let expected = [
+            Remembered::Fresh,
+            Remembered::Replayed,
+            Remembered::Replayed,
+            Remembered::KeyInactive,
+            Remembered::KeyInactive,
+            Remembered::Fresh,
+        ];
+        assert_eq!(remember_many(s, &batch).await?, expected);
         // What the batch inserted counts as seen afterwards; what it refused does not.
         assert!(!remember(s, live, "a", T).await?);
         assert!(!remember(s, live, "d", T).await?);
         assert!(remember(s, revoked, "b", T).await?);
         assert!(remember_many(s, &[]).await?.is_empty());
+        // The host's path (the SQLite writer thread, or the pool on PostgreSQL) answers the
+        // same for the same batch under another signature window.
+        let later = T.plus(std::time::Duration::from_secs(1));
+        assert!(remember(s, live, "seen-before", later).await?);
+        let batch: Vec<NonceUse> = batch
+            .into_iter()
+            .map(|u| NonceUse {
+                expires_at: later,
+                ..u
+            })
+            .collect();
+        assert_eq!(remember_batch(s, batch).await?, expected);
+        assert!(!remember(s, live, "d", later).await?);
+        assert!(remember_batch(s, Vec::new()).await?.is_empty());
         Ok(())
     }
 }
