@@ -45,7 +45,11 @@ enum Inner<I, O> {
     },
     /// The SQLite writer thread batches and runs the blocking work.
     Lane(Arc<Lane<I, O>>),
+    /// No batching: the caller runs the blocking work on a batch of its own input.
+    Inline(Arc<InlineWork<I, O>>),
 }
+
+type InlineWork<I, O> = dyn Fn(Vec<I>) -> BatchResult<O> + Send + Sync;
 
 impl<I, O> std::fmt::Debug for Batcher<I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,10 +92,29 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         }
     }
 
+    /// A "batcher" that runs `work` at once on the caller's thread with a batch of one: for
+    /// work that costs less than handing it to a task, such as a read by primary key from a
+    /// local SQLite file.
+    pub(crate) fn inline(
+        name: &'static str,
+        work: impl Fn(Vec<I>) -> BatchResult<O> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            max: 1,
+            inner: Inner::Inline(Arc::new(work)),
+        }
+    }
+
     /// Runs `input` in the next batch; returns its output, or why its batch failed.
     pub async fn run(&self, input: I) -> Result<O, String> {
         let (work, slot) = match &self.inner {
             Inner::Lane(lane) => return lane.run(input).await,
+            Inner::Inline(work) => {
+                return work(vec![input])?
+                    .pop()
+                    .ok_or_else(|| format!("the {} batch answered nothing", self.name));
+            }
             Inner::Task { work, sender } => (work, sender),
         };
         let sender = self.sender(work, slot);

@@ -209,10 +209,10 @@ static JOINED_SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
     )
 });
 
-/// Decodes a row of [`JOINED_SELECT`] (of either backend).
+/// Decodes a row of [`JOINED_SELECT`] (of either sqlx backend, with `sqlx::Row` in scope, or
+/// of rusqlite, with `store::TryGet` in scope).
 macro_rules! decode_joined {
     ($row:expr) => {{
-        use sqlx::Row as _;
         let row = $row;
         let grant: Row = (
             row.try_get(0)?,
@@ -258,6 +258,7 @@ pub async fn get_with_credential(
     app_id: AppId,
     id: GrantId,
 ) -> Result<Option<(GrantRecord, Option<CredentialRecord>)>, StoreError> {
+    use sqlx::Row as _;
     on_conn!(db, |conn| {
         let row = sqlx::query(&format!(
             "{} WHERE g.id = $1 AND g.app_id = $2",
@@ -281,14 +282,11 @@ pub async fn get_many_with_credential(
     db: impl Into<Db<'_>>,
     ids: &[GrantId],
 ) -> Result<Vec<(GrantRecord, Option<CredentialRecord>)>, StoreError> {
+    use sqlx::Row as _;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders = (1..=ids.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("{} WHERE g.id IN ({placeholders})", *JOINED_SELECT);
+    let sql = joined_select_of(ids.len());
     on_conn!(db, |conn| {
         let mut query = sqlx::query(&sql);
         for id in ids {
@@ -301,6 +299,36 @@ pub async fn get_many_with_credential(
         }
         Ok(found)
     })
+}
+
+/// [`get_many_with_credential`] on an SQLite reader connection (`store::SqliteReaders`),
+/// on the caller's thread.
+pub(crate) fn get_many_with_credential_on_sqlite(
+    conn: &rusqlite::Connection,
+    ids: &[GrantId],
+) -> Result<Vec<(GrantRecord, Option<CredentialRecord>)>, StoreError> {
+    use super::TryGet as _;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut statement = conn.prepare_cached(&joined_select_of(ids.len()))?;
+    let mut rows = statement.query(rusqlite::params_from_iter(
+        ids.iter().map(ToString::to_string),
+    ))?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(decode_joined!(row));
+    }
+    Ok(found)
+}
+
+/// [`JOINED_SELECT`] for `n` grant ids.
+fn joined_select_of(n: usize) -> String {
+    let placeholders = (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{} WHERE g.id IN ({placeholders})", *JOINED_SELECT)
 }
 
 /// The live (not revoked) grant of this app, provider, principal and account, if any.

@@ -63,7 +63,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
 
 pub use error::StoreError;
 pub use types::{AgentId, AppId, CredentialId, DelegationId, GrantId, SessionId, Timestamp};
-pub(crate) use writer::{Lane, SqliteWriter};
+pub(crate) use writer::{Lane, SqliteReaders, SqliteWriter, TryGet};
 
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "tessera.db";
@@ -186,6 +186,8 @@ pub struct Store {
     pool: Pool,
     /// SQLite only: the thread that runs the request path's writes ([`writer`]).
     writer: Option<std::sync::Arc<SqliteWriter>>,
+    /// SQLite only: connections for the request path's reads on the caller's thread.
+    readers: Option<std::sync::Arc<SqliteReaders>>,
 }
 
 #[derive(Clone)]
@@ -208,6 +210,7 @@ impl Store {
     /// take an advisory lock.
     pub async fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let mut writer = None;
+        let mut readers = None;
         let pool =
             match config {
                 DatabaseConfig::Sqlite { path } => {
@@ -227,6 +230,7 @@ impl Store {
                     })?;
                     dialect::sqlite::MIGRATOR.run(&pool).await?;
                     writer = Some(std::sync::Arc::new(writer::SqliteWriter::open(path)?));
+                    readers = Some(std::sync::Arc::new(SqliteReaders::new(path)));
                     Pool::Sqlite(pool)
                 }
                 DatabaseConfig::Postgres { url } => {
@@ -240,7 +244,16 @@ impl Store {
                     Pool::Postgres(pool)
                 }
             };
-        Ok(Store { pool, writer })
+        Ok(Store {
+            pool,
+            writer,
+            readers,
+        })
+    }
+
+    /// The SQLite request-path readers (`None` on PostgreSQL).
+    pub(crate) fn sqlite_readers(&self) -> Option<&std::sync::Arc<SqliteReaders>> {
+        self.readers.as_ref()
     }
 
     /// The SQLite request-path writer (`None` on PostgreSQL).

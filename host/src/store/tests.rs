@@ -294,6 +294,13 @@ async fn grant_and_credential_read_together_match_separate_reads(
             .await?;
     assert_eq!(many, vec![joined.clone().unwrap()]);
     assert!(grants::get_many_with_credential(s, &[]).await?.is_empty());
+    // On SQLite the call path reads on the caller's thread through rusqlite: same rows.
+    if let Some(readers) = s.sqlite_readers() {
+        let inline = readers.read(|conn| {
+            grants::get_many_with_credential_on_sqlite(conn, &[GrantId::new(), grant.id])
+        })?;
+        assert_eq!(inline, many);
+    }
     assert_eq!(
         grants::get_with_credential(s, a.id, GrantId::new()).await?,
         None

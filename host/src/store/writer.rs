@@ -92,6 +92,69 @@ impl SqliteWriter {
     }
 }
 
+/// Connections for reads on the request path that run on the caller's thread: a read by
+/// primary key takes microseconds under WAL (readers never wait for the writer), less than
+/// the two thread wake-ups of a hand-off to a pool connection and back.
+#[derive(Debug)]
+pub(crate) struct SqliteReaders {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Idle reader connections kept for reuse (one per thread that reads at once is enough).
+const KEPT_READERS: usize = 4;
+
+impl SqliteReaders {
+    pub(crate) fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `read` on an idle connection (opening one if there is none), on this thread.
+    pub(crate) fn read<R>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = if let Some(conn) = conn {
+            conn
+        } else {
+            let conn = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "query_only", true)?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            conn
+        };
+        let result = read(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < KEPT_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// `row.try_get(i)` on a rusqlite row, as on an sqlx row, so a row decoder written for sqlx
+/// (a macro such as `store::grants`' `decode_joined!`) also decodes rusqlite rows.
+pub(crate) trait TryGet {
+    fn try_get<T: rusqlite::types::FromSql>(&self, idx: usize) -> rusqlite::Result<T>;
+}
+
+impl TryGet for rusqlite::Row<'_> {
+    fn try_get<T: rusqlite::types::FromSql>(&self, idx: usize) -> rusqlite::Result<T> {
+        self.get(idx)
+    }
+}
+
 /// The work of a [`Lane`]: one output per input, in order, or why the whole batch failed.
 type LaneWork<I, O> = dyn Fn(&mut Connection, Vec<I>) -> Result<Vec<O>, String> + Send + Sync;
 
