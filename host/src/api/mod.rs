@@ -46,9 +46,22 @@ use crate::oauth::connect::Connect;
 use crate::plugin::Registry;
 use crate::wallet::routes as wallet;
 
-/// What the API handlers share.
+/// What the API handlers share: cheap to clone (one reference count), which matters because
+/// every request clones it for each extractor that needs it.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<ApiServices>);
+
+impl std::ops::Deref for ApiState {
+    type Target = ApiServices;
+
+    fn deref(&self) -> &ApiServices {
+        &self.0
+    }
+}
+
+/// The services behind an [`ApiState`].
+#[derive(Clone)]
+pub struct ApiServices {
     /// The public origin signatures are checked against (`https://tessera.example.com`).
     pub public_origin: Arc<str>,
     /// Apps and keys.
@@ -98,7 +111,7 @@ impl ApiState {
             apps.keys().clone(),
             public_origin,
         );
-        Self {
+        Self(Arc::new(ApiServices {
             configs,
             connect,
             public_origin: Arc::from(public_origin),
@@ -123,20 +136,20 @@ impl ApiState {
             grants,
             calls,
             trusted_proxies: Arc::from([]),
-        }
+        }))
     }
 
     /// The same state, with the wallet.
     #[must_use]
     pub fn with_wallet(mut self, wallet: crate::wallet::Wallet) -> Self {
-        self.wallet = wallet;
+        Arc::make_mut(&mut self.0).wallet = wallet;
         self
     }
 
     /// The same state, with `webhooks` (its retry interval as configured).
     #[must_use]
     pub fn with_webhooks(mut self, webhooks: crate::webhooks::Webhooks) -> Self {
-        self.webhooks = webhooks;
+        Arc::make_mut(&mut self.0).webhooks = webhooks;
         self
     }
 
@@ -144,7 +157,7 @@ impl ApiState {
     /// [`client_ip`]).
     #[must_use]
     pub fn with_trusted_proxies(mut self, trusted: &[ipnet::IpNet]) -> Self {
-        self.trusted_proxies = Arc::from(trusted);
+        Arc::make_mut(&mut self.0).trusted_proxies = Arc::from(trusted);
         self
     }
 }

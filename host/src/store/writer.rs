@@ -9,7 +9,9 @@
 //! serialised the host at a few thousand calls per second with tens of milliseconds of tail
 //! latency. Here a whole transaction is one hand-off: the job runs start to commit on this
 //! thread, statement after statement in microseconds, and the request-path writers never
-//! compete with each other for the lock.
+//! compete with each other for the lock. When the writer is idle, a request does not even
+//! hand off: it takes the writer's connection and runs the batch on its own thread
+//! ([`Lane::run`]); the connection's mutex keeps one transaction at a time either way.
 //!
 //! PostgreSQL has no such thread: its writes stay on the pool, where concurrent
 //! transactions do not exclude each other. Other SQLite writes (creating apps, grants, …)
@@ -35,6 +37,9 @@ const STATEMENT_CACHE: usize = 32;
 #[derive(Debug)]
 pub(crate) struct SqliteWriter {
     jobs: mpsc::Sender<Job>,
+    /// The writer's connection: the thread holds it while it runs a job, and a lane whose
+    /// first input finds it free drains on the caller's thread instead (see [`Lane::run`]).
+    conn: Arc<Mutex<Connection>>,
 }
 
 impl SqliteWriter {
@@ -51,23 +56,21 @@ impl SqliteWriter {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let conn = Arc::new(Mutex::new(conn));
         let (jobs, queue) = mpsc::channel::<Job>();
+        let shared = Arc::clone(&conn);
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".to_owned())
             .spawn(move || {
-                let mut conn = conn;
                 for job in queue {
-                    let done =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
-                    if done.is_err() {
-                        // A transaction the panic left open would hold the write lock. The
-                        // job's waiters see their reply dropped.
-                        let _ = conn.execute_batch("ROLLBACK");
-                    }
+                    guarded(
+                        &mut shared.lock().unwrap_or_else(PoisonError::into_inner),
+                        job,
+                    );
                 }
             })
             .map_err(|e| StoreError::writer(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, conn })
     }
 
     /// Runs `work` on the writer thread and returns what it returned. `work` must not block
@@ -89,6 +92,24 @@ impl SqliteWriter {
 
     fn submit(&self, job: Job) -> Result<(), ()> {
         self.jobs.send(job).map_err(|_| ())
+    }
+
+    /// The connection, if neither the thread nor another caller is using it.
+    fn try_take(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
+        match self.conn.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+/// Runs `job` on `conn`; a panic is caught and the transaction it may have left open (which
+/// would hold the write lock) rolled back. The job's waiters see their reply dropped.
+fn guarded(conn: &mut Connection, job: impl FnOnce(&mut Connection)) {
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)));
+    if done.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
 }
 
@@ -164,7 +185,8 @@ type Waiting<I, O> = (I, oneshot::Sender<Result<O, String>>);
 /// thread takes all of them (up to a maximum) at once and runs them as one batch. Only the
 /// input that finds the lane empty queues a job for the thread; the others join it. So a
 /// request hands its input straight to the thread (no task in between), and while the
-/// thread is busy the next batch forms by itself.
+/// thread is busy the next batch forms by itself. When the input that finds the lane empty
+/// also finds the writer's connection free, its caller runs the batch itself.
 pub(crate) struct Lane<I, O> {
     name: &'static str,
     max: usize,
@@ -200,7 +222,13 @@ impl<I: Send + 'static, O: Send + 'static> Lane<I, O> {
             waiting.len() == 1
         };
         if first {
-            self.schedule();
+            // An idle writer (no job running, none queued: the lane was empty) is taken on
+            // this thread: one transaction of microseconds costs less than waking the
+            // writer thread and being woken by it. A busy one gets a drain job as usual.
+            match self.writer.try_take() {
+                Some(mut conn) => guarded(&mut conn, |conn| self.drain(conn)),
+                None => self.schedule(),
+            }
         }
         answer
             .await
@@ -225,8 +253,8 @@ impl<I: Send + 'static, O: Send + 'static> Lane<I, O> {
         }
     }
 
-    /// On the thread: takes what waits (up to the maximum, queuing another drain for the
-    /// rest) and answers each.
+    /// With the writer's connection: takes what waits (up to the maximum, queuing another
+    /// drain for the rest) and answers each.
     fn drain(self: &Arc<Self>, conn: &mut Connection) {
         let (batch, more): (Vec<Waiting<I, O>>, bool) = {
             let mut waiting = self.lock();
