@@ -37,8 +37,6 @@ const STATEMENT_CACHE: usize = 32;
 #[derive(Debug)]
 pub(crate) struct SqliteWriter {
     jobs: mpsc::Sender<Job>,
-    /// Dropped with the writer: tells the checkpoint thread to stop.
-    _checkpoints: mpsc::Sender<()>,
     /// The writer's connection: the thread holds it while it runs a job, and a lane whose
     /// first input finds it free drains on the caller's thread instead (see [`Lane::run`]).
     conn: Arc<Mutex<Connection>>,
@@ -57,12 +55,8 @@ impl SqliteWriter {
         // per-connection and must match the pool's (`dialect::sqlite::connect`).
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // Checkpoints are the checkpoint thread's (see `checkpoint_now_and_then`): run by the
-        // committing connection, one would stall every request-path write behind its fsync.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let conn = Arc::new(Mutex::new(conn));
-        let checkpoints = checkpoint_now_and_then(path)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let shared = Arc::clone(&conn);
         std::thread::Builder::new()
@@ -76,11 +70,7 @@ impl SqliteWriter {
                 }
             })
             .map_err(|e| StoreError::writer(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self {
-            jobs,
-            _checkpoints: checkpoints,
-            conn,
-        })
+        Ok(Self { jobs, conn })
     }
 
     /// Runs `work` on the writer thread and returns what it returned. `work` must not block
@@ -112,36 +102,6 @@ impl SqliteWriter {
             Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
-}
-
-/// How often the checkpoint thread copies the WAL back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Starts the thread that checkpoints the WAL of the database at `path` every
-/// [`CHECKPOINT_EVERY`] on a connection of its own, until the returned sender is dropped.
-/// `PASSIVE` checkpoints never wait for or block the writer or readers; once every frame is
-/// copied, the next write starts the WAL over, so it stays about one interval of writes
-/// long. The checkpoint's `fsync` happens here, not inside a request's commit.
-fn checkpoint_now_and_then(path: &Path) -> Result<mpsc::Sender<()>, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let (stop, stopped) = mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("tessera-sqlite-checkpoint".to_owned())
-        .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
-            {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
-                }
-            }
-        })
-        .map_err(|e| StoreError::writer(format!("cannot start the SQLite checkpointer: {e}")))?;
-    Ok(stop)
 }
 
 /// Runs `job` on `conn`; a panic is caught and the transaction it may have left open (which
