@@ -222,9 +222,10 @@ impl<I: Send + 'static, O: Send + 'static> Lane<I, O> {
             waiting.len() == 1
         };
         if first {
-            // An idle writer (no job running, none queued: the lane was empty) is taken on
-            // this thread: one transaction of microseconds costs less than waking the
-            // writer thread and being woken by it. A busy one gets a drain job as usual.
+            // A writer connection that no job is using is taken on this thread: one
+            // transaction of microseconds costs less than waking the writer thread and being
+            // woken by it. A busy one gets a drain job as usual (jobs already queued for the
+            // thread, of other lanes, run after this batch).
             match self.writer.try_take() {
                 Some(mut conn) => guarded(&mut conn, |conn| self.drain(conn)),
                 None => self.schedule(),
