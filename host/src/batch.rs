@@ -166,28 +166,38 @@ async fn drive<I, O>(
 ) {
     let mut batch = Vec::with_capacity(max);
     while receiver.recv_many(&mut batch, max).await > 0 {
-        let n = batch.len();
         let (inputs, replies): (Vec<I>, Vec<_>) = batch.drain(..).unzip();
-        match work(inputs).await {
-            Ok(outputs) if outputs.len() == n => {
-                for (reply, output) in replies.into_iter().zip(outputs) {
-                    let _ = reply.send(Ok(output));
-                }
+        answer(name, replies, work(inputs).await);
+    }
+}
+
+/// Answers each request of a batch: its own output when `result` holds one per request, else
+/// the batch's error (logged once).
+pub(crate) fn answer<O>(
+    name: &'static str,
+    replies: Vec<oneshot::Sender<Result<O, String>>>,
+    result: BatchResult<O>,
+) {
+    let n = replies.len();
+    let reason = match result {
+        Ok(outputs) if outputs.len() == n => {
+            for (reply, output) in replies.into_iter().zip(outputs) {
+                let _ = reply.send(Ok(output));
             }
-            Ok(outputs) => {
-                let reason = format!("the {name} batch answered {} of {n}", outputs.len());
-                tracing::error!(batch = name, "{reason}");
-                for reply in replies {
-                    let _ = reply.send(Err(reason.clone()));
-                }
-            }
-            Err(reason) => {
-                tracing::error!(batch = name, error = %reason, size = n, "batch failed; its requests are refused");
-                for reply in replies {
-                    let _ = reply.send(Err(reason.clone()));
-                }
-            }
+            return;
         }
+        Ok(outputs) => {
+            let reason = format!("the {name} batch answered {} of {n}", outputs.len());
+            tracing::error!(batch = name, "{reason}");
+            reason
+        }
+        Err(reason) => {
+            tracing::error!(batch = name, error = %reason, size = n, "batch failed; its requests are refused");
+            reason
+        }
+    };
+    for reply in replies {
+        let _ = reply.send(Err(reason.clone()));
     }
 }
 

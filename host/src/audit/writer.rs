@@ -124,11 +124,8 @@ impl AuditLog {
         let max_batch = options.max_batch.max(1);
         if let Some(writer) = store.sqlite_writer() {
             let c = Arc::clone(&counters);
-            let lane = Batcher::on_sqlite_writer(
-                "audit",
-                max_batch,
-                writer,
-                move |conn, entries| {
+            let lane =
+                Batcher::on_sqlite_writer("audit", max_batch, writer, move |conn, entries| {
                     let n = entries.len();
                     match append_on_sqlite(conn, &entries) {
                         Ok(recorded) => {
@@ -136,13 +133,12 @@ impl AuditLog {
                             Ok(recorded)
                         }
                         Err(e) => {
+                            // The lane logs the failure and refuses every entry of the batch.
                             c.failed_batches.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(error = %e, rows = n, "audit batch not committed; its calls are refused");
                             Err(e.to_string())
                         }
                     }
-                },
-            );
+                });
             return Self {
                 shared: Arc::new(Shared {
                     sink: Sink::Lane {

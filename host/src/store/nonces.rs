@@ -131,24 +131,6 @@ pub async fn remember_many(
     })
 }
 
-/// [`remember_many`] on `store`: on SQLite on the request-path writer thread
-/// ([`super::writer`], where the host's nonce batcher runs [`remember_on_sqlite`]); on
-/// PostgreSQL on the pool.
-pub async fn remember_batch(
-    store: &Store,
-    uses: Vec<NonceUse>,
-) -> Result<Vec<Remembered>, StoreError> {
-    let Some(writer) = store.sqlite_writer() else {
-        return remember_many(store, &uses).await;
-    };
-    if uses.is_empty() {
-        return Ok(Vec::new());
-    }
-    writer
-        .run(move |conn| remember_on_sqlite(conn, &uses))
-        .await?
-}
-
 /// [`remember_many`] on the SQLite request-path writer's connection (autocommit: one
 /// statement is one transaction).
 pub(crate) fn remember_on_sqlite(
@@ -339,6 +321,20 @@ mod tests {
         nonces_of_inactive_keys_are_refused => nonces_of_inactive_keys_are_refused;
         a_batch_answers_each_nonce_like_single_inserts =>
             a_batch_answers_each_nonce_like_single_inserts;
+    }
+
+    /// [`remember_many`] as the host runs it: on SQLite [`remember_on_sqlite`] on the
+    /// writer thread (where the nonce batcher's lane runs it), on PostgreSQL on the pool.
+    async fn remember_batch(
+        store: &Store,
+        uses: Vec<NonceUse>,
+    ) -> Result<Vec<Remembered>, StoreError> {
+        let Some(writer) = store.sqlite_writer() else {
+            return remember_many(store, &uses).await;
+        };
+        writer
+            .run(move |conn| remember_on_sqlite(conn, &uses))
+            .await?
     }
 
     const T: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);

@@ -270,28 +270,8 @@ impl<I: Send + 'static, O: Send + 'static> Lane<I, O> {
         if batch.is_empty() {
             return;
         }
-        let n = batch.len();
         let (inputs, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
-        match (self.work)(conn, inputs) {
-            Ok(outputs) if outputs.len() == n => {
-                for (reply, output) in replies.into_iter().zip(outputs) {
-                    let _ = reply.send(Ok(output));
-                }
-            }
-            Ok(outputs) => {
-                let reason = format!("the {} batch answered {} of {n}", self.name, outputs.len());
-                tracing::error!(batch = self.name, "{reason}");
-                for reply in replies {
-                    let _ = reply.send(Err(reason.clone()));
-                }
-            }
-            Err(reason) => {
-                tracing::error!(batch = self.name, error = %reason, size = n, "batch failed; its requests are refused");
-                for reply in replies {
-                    let _ = reply.send(Err(reason.clone()));
-                }
-            }
-        }
+        crate::batch::answer(self.name, replies, (self.work)(conn, inputs));
     }
 }
 
