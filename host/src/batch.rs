@@ -7,8 +7,8 @@
 //!
 //! A [`Batcher`] starts its task on first use, on the caller's runtime, and starts another
 //! if that runtime has gone (a test that outlived it); the task stops when the batcher is
-//! dropped. A batcher made with [`Batcher::on_sqlite_writer`] has no task: its work runs on
-//! the SQLite writer thread, which takes the inputs straight from the requests
+//! dropped. A batcher made with [`Batcher::on_sqlite_writer`] has no task: its work runs in
+//! the SQLite writer's group commits, which take the inputs straight from the requests
 //! ([`crate::store::Lane`]).
 
 use std::future::Future;
@@ -78,17 +78,26 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         }
     }
 
-    /// A batcher whose `work` runs on the SQLite writer thread `writer`, on its connection.
+    /// A batcher whose `work` runs in the group commits of the SQLite writer `writer`, on its
+    /// connection, inside the group's transaction (see [`crate::store::Lane`]).
     pub(crate) fn on_sqlite_writer(
         name: &'static str,
         max: usize,
         writer: &Arc<SqliteWriter>,
-        work: impl Fn(&mut rusqlite::Connection, Vec<I>) -> BatchResult<O> + Send + Sync + 'static,
+        work: impl Fn(&rusqlite::Connection, &[I]) -> BatchResult<O> + Send + Sync + 'static,
     ) -> Self {
         Self {
             name,
             max: max.max(1),
             inner: Inner::Lane(Lane::new(name, max, Arc::clone(writer), work)),
+        }
+    }
+
+    /// On a batcher made with [`Batcher::on_sqlite_writer`]: `settled` is told, after each
+    /// batch's commit or failure, its size and whether it was committed. Elsewhere a no-op.
+    pub(crate) fn on_settled(&self, settled: crate::store::Settled) {
+        if let Inner::Lane(lane) = &self.inner {
+            lane.on_settled(settled);
         }
     }
 

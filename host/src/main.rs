@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc instead of the system allocator: a call allocates and frees a few hundred small
+/// objects across threads, where glibc's malloc spent about a tenth of the host's CPU
+/// (docs/ARCHITECTURE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = tessera_host::cli::Args::parse();
     match tessera_host::cli::run(args) {

@@ -57,6 +57,8 @@ struct Inner {
     durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     plugin_calls: Family<PluginLabels, Histogram, fn() -> Histogram>,
     audit_queue: Gauge,
+    audit_batches: Counter,
+    audit_rows: Counter,
     audit: Mutex<Option<AuditLog>>,
 }
 
@@ -108,6 +110,18 @@ impl Metrics {
             "Audit events waiting for the group-commit writer",
             audit_queue.clone(),
         );
+        let audit_batches = Counter::default();
+        registry.register(
+            "tessera_audit_batches",
+            "Transactions the audit writer committed (rows divided by batches is the group-commit batch size)",
+            audit_batches.clone(),
+        );
+        let audit_rows = Counter::default();
+        registry.register(
+            "tessera_audit_rows",
+            "Audit rows the audit writer committed",
+            audit_rows.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -115,6 +129,8 @@ impl Metrics {
                 durations,
                 plugin_calls,
                 audit_queue,
+                audit_batches,
+                audit_rows,
                 audit: Mutex::new(None),
             }),
         }
@@ -169,6 +185,14 @@ impl Metrics {
             self.inner
                 .audit_queue
                 .set(i64::try_from(audit.queue_depth()).unwrap_or(i64::MAX));
+            // The writer keeps its own totals; the counters catch up to them at each scrape.
+            let stats = audit.stats();
+            for (counter, total) in [
+                (&self.inner.audit_batches, stats.batches),
+                (&self.inner.audit_rows, stats.rows),
+            ] {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
         }
         let mut out = String::new();
         if encode(&mut out, &self.inner.registry).is_err() {
@@ -232,5 +256,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tessera_audit_queue_depth"), "{text}");
+        assert!(text.contains("tessera_audit_batches_total"), "{text}");
+        assert!(text.contains("tessera_audit_rows_total"), "{text}");
     }
 }

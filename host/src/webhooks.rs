@@ -249,6 +249,7 @@ impl Webhooks {
             secret.is_some(),
         );
         let mut tx = self.store.begin().await?;
+        repo::skip_history_if_first(&mut tx).await?;
         repo::upsert(&mut tx, &row).await?;
         crate::audit::append(&mut tx, &[entry])
             .await
@@ -341,14 +342,20 @@ impl Webhooks {
         }
     }
 
-    /// Makes deliveries of the audit rows after the cursor; returns how many.
+    /// Makes deliveries of the audit rows after the cursor; returns how many. With no
+    /// endpoint at all it reads nothing else and leaves the cursor alone (storing the first
+    /// endpoint moves it to the present: [`repo::skip_history_if_first`]), so a host without
+    /// webhooks neither reads its audit log twice nor writes every tick.
     pub async fn scan(&self) -> Result<usize, StoreError> {
+        let hooks = repo::all(&self.store).await?;
+        if hooks.is_empty() {
+            return Ok(0);
+        }
         let from = repo::cursor(&self.store).await?;
         let rows = rows_after(&self.store, from, SCAN_BATCH).await?;
         let Some(last) = rows.last().map(|r| r.seq) else {
             return Ok(0);
         };
-        let hooks = repo::all(&self.store).await?;
         let mut made = 0;
         for row in &rows {
             let Some(hook) = hooks
@@ -508,6 +515,74 @@ fn delivery_of(d: &DeliveryRow) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::TestDb;
+    use crate::store::{Timestamp as At, apps, both_backends, data_keys};
+    use crate::vault::{KeyRing, MasterKey};
+    use std::sync::Arc;
+
+    both_backends! {
+        without_an_endpoint_the_dispatcher_reads_and_writes_nothing =>
+            without_an_endpoint_the_dispatcher_reads_and_writes_nothing;
+    }
+
+    /// No endpoint: a scan makes nothing and leaves the cursor where it was. The first
+    /// endpoint moves the cursor to the end of the log, so its first scan reads only what
+    /// came after it (its own `webhook.configure` row).
+    async fn without_an_endpoint_the_dispatcher_reads_and_writes_nothing(
+        db: &TestDb,
+    ) -> anyhow::Result<()> {
+        let store = db.store().clone();
+        let master = Arc::new(MasterKey::generate());
+        let (ring, wrapped) = KeyRing::generate(&master)?;
+        data_keys::insert(
+            &store,
+            &data_keys::DataKeyRecord {
+                version: i64::from(wrapped.version),
+                wrapped: wrapped.wrapped,
+                wrapped_by: master.fingerprint(),
+                created_at: At::now(),
+            },
+        )
+        .await?;
+        let keys = LiveRing::new(store.clone(), master, Arc::new(ring));
+        let app = apps::create(&store, "billing", At::now()).await?.id;
+        let audit = crate::audit::AuditLog::start(store.clone());
+        for _ in 0..3 {
+            audit
+                .record(AuditEntry::new(
+                    Action::TokensRetrieve,
+                    crate::audit::Actor::new(crate::audit::ActorKind::Operator, "test"),
+                    Outcome::Ok,
+                ))
+                .await?;
+        }
+        let hooks = Webhooks::new(store.clone(), keys, Duration::from_secs(10));
+        assert_eq!(hooks.scan().await?, 0);
+        assert_eq!(
+            repo::cursor(&store).await?,
+            0,
+            "a scan without endpoints moved the cursor"
+        );
+        let request = WebhookRequest {
+            url: "http://127.0.0.1:9/hook".into(),
+            events: Vec::new(),
+            rotate_secret: false,
+        };
+        hooks.configure(app, &request, &Change::cli()).await?;
+        let cursor = repo::cursor(&store).await?;
+        assert!(
+            cursor >= 3,
+            "the first endpoint left the cursor at {cursor}"
+        );
+        // Only the configure row is left to scan, and it makes no event.
+        assert_eq!(hooks.scan().await?, 0);
+        let last = rows_after(&store, 0, 1_000)
+            .await?
+            .last()
+            .map_or(0, |r| r.seq);
+        assert_eq!(repo::cursor(&store).await?, last);
+        Ok(())
+    }
 
     #[test]
     fn endpoints_are_https_or_loopback_http() {

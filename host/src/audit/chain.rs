@@ -184,11 +184,11 @@ async fn append_rows(tx: &mut Tx, entries: &[AuditEntry]) -> Result<Vec<Recorded
     Ok(batch.recorded)
 }
 
-/// [`append`] on SQLite's request-path writer thread (`conn` is its connection): the same
-/// steps in one `BEGIN IMMEDIATE` transaction, committed before it returns. Nothing is
-/// recorded on error.
-pub fn append_on_sqlite(
-    conn: &mut rusqlite::Connection,
+/// [`append`] on SQLite's request-path writer (`conn` is its connection), inside the write
+/// transaction its group commit has open (which is the appenders' lock). Nothing is recorded
+/// on error once the caller rolls back (the lane rolls back to its savepoint).
+pub fn append_in_sqlite_tx(
+    conn: &rusqlite::Connection,
     entries: &[AuditEntry],
 ) -> Result<Vec<Recorded>, AuditError> {
     if entries.is_empty() {
@@ -197,15 +197,11 @@ pub fn append_on_sqlite(
     let unavailable = |cause: StoreError| AuditError::Unavailable {
         reason: cause.to_string(),
     };
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| unavailable(e.into()))?;
-    let last = rows::last_on_sqlite(&tx).map_err(unavailable)?;
-    let head = meta::get_on_sqlite(&tx, HEAD_META_KEY).map_err(unavailable)?;
+    let last = rows::last_on_sqlite(conn).map_err(unavailable)?;
+    let head = meta::get_on_sqlite(conn, HEAD_META_KEY).map_err(unavailable)?;
     let batch = chain(entries, last, head.as_deref())?;
-    rows::insert_on_sqlite(&tx, &batch.rows).map_err(unavailable)?;
-    meta::set_on_sqlite(&tx, HEAD_META_KEY, &batch.head, Timestamp::now()).map_err(unavailable)?;
-    tx.commit().map_err(|e| unavailable(e.into()))?;
+    rows::insert_on_sqlite(conn, &batch.rows).map_err(unavailable)?;
+    meta::set_on_sqlite(conn, HEAD_META_KEY, &batch.head, Timestamp::now()).map_err(unavailable)?;
     Ok(batch.recorded)
 }
 

@@ -4,15 +4,16 @@
 //! [`AuditError::Unavailable`] and none of them is stored.
 //!
 //! The writer is, on PostgreSQL, one task per log receiving entries over a bounded channel;
-//! on SQLite, a lane of the store's writer thread (`store::writer`), which takes the entries
-//! straight from the submitters and runs the whole transaction itself.
+//! on SQLite, a lane of the store's writer (`store::writer`), whose group commits take the
+//! entries straight from the submitters, with the other lanes' inputs (the nonces of new
+//! requests), into one transaction.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::chain::{append, append_on_sqlite};
+use super::chain::{append, append_in_sqlite_tx};
 use super::{AuditEntry, AuditError, Recorded};
 use crate::batch::Batcher;
 use crate::store::Store;
@@ -123,22 +124,18 @@ impl AuditLog {
         let counters = Arc::new(Counters::default());
         let max_batch = options.max_batch.max(1);
         if let Some(writer) = store.sqlite_writer() {
+            // The lane logs a failure and refuses every entry of the batch.
+            let lane = Batcher::on_sqlite_writer("audit", max_batch, writer, |conn, entries| {
+                append_in_sqlite_tx(conn, entries).map_err(|e| e.to_string())
+            });
             let c = Arc::clone(&counters);
-            let lane =
-                Batcher::on_sqlite_writer("audit", max_batch, writer, move |conn, entries| {
-                    let n = entries.len();
-                    match append_on_sqlite(conn, &entries) {
-                        Ok(recorded) => {
-                            c.committed(n);
-                            Ok(recorded)
-                        }
-                        Err(e) => {
-                            // The lane logs the failure and refuses every entry of the batch.
-                            c.failed_batches.fetch_add(1, Ordering::Relaxed);
-                            Err(e.to_string())
-                        }
-                    }
-                });
+            lane.on_settled(Arc::new(move |n, committed| {
+                if committed {
+                    c.committed(n);
+                } else {
+                    c.failed_batches.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
             return Self {
                 shared: Arc::new(Shared {
                     sink: Sink::Lane {

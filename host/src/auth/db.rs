@@ -248,7 +248,7 @@ pub type NonceBatcher = Batcher<nonces::NonceUse, nonces::Remembered>;
 pub fn nonce_batcher(store: Store) -> NonceBatcher {
     if let Some(writer) = store.sqlite_writer() {
         return Batcher::on_sqlite_writer("nonce", MAX_NONCE_BATCH, writer, |conn, uses| {
-            nonces::remember_on_sqlite(conn, &uses).map_err(|e| e.to_string())
+            nonces::remember_on_sqlite(conn, uses).map_err(|e| e.to_string())
         });
     }
     Batcher::new(

@@ -94,6 +94,10 @@ pub mod sqlite {
     /// invalidates: a few warm connections beat many cold ones.
     const MAX_CONNECTIONS: u32 = 4;
 
+    /// `mmap_size` of every connection (the pool's, the request-path writer's and readers'):
+    /// reads map the database file instead of copying pages through `read`.
+    pub const MMAP_SIZE: i64 = 256 << 20;
+
     /// Opens (creating if missing) the database file: WAL journal so readers never block the
     /// writer, foreign keys enforced, `synchronous = NORMAL` (durable across process crashes,
     /// and the WAL's recommended setting), and a busy timeout.
@@ -105,8 +109,7 @@ pub mod sqlite {
             .foreign_keys(true)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            // Reads map the database file instead of copying pages through `read`.
-            .pragma("mmap_size", "268435456");
+            .pragma("mmap_size", MMAP_SIZE.to_string());
         // No liveness ping before handing out a connection: a connection to a local file
         // does not go stale, and the ping is a round trip to the connection's worker thread
         // on every statement a request makes.

@@ -63,7 +63,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
 
 pub use error::StoreError;
 pub use types::{AgentId, AppId, CredentialId, DelegationId, GrantId, SessionId, Timestamp};
-pub(crate) use writer::{Lane, SqliteReaders, SqliteWriter, TryGet};
+pub(crate) use writer::{Lane, Settled, SqliteReaders, SqliteWriter, TryGet};
 
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "tessera.db";

@@ -126,6 +126,23 @@ pub async fn delete(db: impl Into<Db<'_>>, app_id: AppId) -> Result<bool, StoreE
     })
 }
 
+/// When no app has an endpoint yet, moves the cursor to the end of the audit log: the
+/// dispatcher does not scan while there is no endpoint, and nothing before an endpoint's
+/// creation becomes an event, so the first endpoint starts from the present instead of
+/// scanning the whole history. Call it in the transaction that stores the endpoint, before
+/// storing it.
+pub async fn skip_history_if_first(db: impl Into<Db<'_>>) -> Result<(), StoreError> {
+    on_conn!(db, |conn| {
+        sqlx::query(
+            "UPDATE webhook_cursor SET seq = (SELECT COALESCE(MAX(seq), 0) FROM audit) \
+             WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM webhooks)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    })
+}
+
 /// The last audit `seq` scanned for events.
 pub async fn cursor(db: impl Into<Db<'_>>) -> Result<i64, StoreError> {
     on_conn!(db, |conn| {

@@ -20,13 +20,14 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak, mpsc};
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::dialect::sqlite::BUSY_TIMEOUT;
+use super::dialect::sqlite::{BUSY_TIMEOUT, MMAP_SIZE};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -37,9 +38,12 @@ const STATEMENT_CACHE: usize = 32;
 #[derive(Debug)]
 pub(crate) struct SqliteWriter {
     jobs: mpsc::Sender<Job>,
-    /// The writer's connection: the thread holds it while it runs a job, and a lane whose
-    /// first input finds it free drains on the caller's thread instead (see [`Lane::run`]).
+    /// The writer's connection: the thread holds it while it runs a job, and an input that
+    /// schedules a group commit and finds it free runs the commit on its caller's thread
+    /// instead (see [`SqliteWriter::wake`]).
     conn: Arc<Mutex<Connection>>,
+    /// The lanes whose inputs share a transaction (see [`commit_group`]).
+    group: Arc<Group>,
 }
 
 impl SqliteWriter {
@@ -55,6 +59,7 @@ impl SqliteWriter {
         // per-connection and must match the pool's (`dialect::sqlite::connect`).
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let conn = Arc::new(Mutex::new(conn));
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -70,7 +75,11 @@ impl SqliteWriter {
                 }
             })
             .map_err(|e| StoreError::writer(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { jobs, conn })
+        Ok(Self {
+            jobs,
+            conn,
+            group: Arc::default(),
+        })
     }
 
     /// Runs `work` on the writer thread and returns what it returned. `work` must not block
@@ -152,6 +161,7 @@ impl SqliteReaders {
             )?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "query_only", true)?;
+            conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn
         };
@@ -177,101 +187,303 @@ impl TryGet for rusqlite::Row<'_> {
 }
 
 /// The work of a [`Lane`]: one output per input, in order, or why the whole batch failed.
-type LaneWork<I, O> = dyn Fn(&mut Connection, Vec<I>) -> Result<Vec<O>, String> + Send + Sync;
+/// It runs inside the group's transaction and must neither begin nor end one; it may run
+/// again on the same inputs when another lane's batch failed (see [`commit_group`]).
+type LaneWork<I, O> = dyn Fn(&Connection, &[I]) -> Result<Vec<O>, String> + Send + Sync;
 
 type Waiting<I, O> = (I, oneshot::Sender<Result<O, String>>);
 
-/// Natural batching on the writer thread: inputs of one kind wait in the lane, and the
-/// thread takes all of them (up to a maximum) at once and runs them as one batch. Only the
-/// input that finds the lane empty queues a job for the thread; the others join it. So a
-/// request hands its input straight to the thread (no task in between), and while the
-/// thread is busy the next batch forms by itself. When the input that finds the lane empty
-/// also finds the writer's connection free, its caller runs the batch itself.
+/// What a lane took for the group's transaction: its batch, and how to run and answer it.
+trait Taken: Send {
+    /// Runs the batch inside the open transaction and keeps its outputs; `false` when its
+    /// work failed (the transaction must then be rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers every input: with its output if the batch ran and `committed` is `Ok`,
+    /// else with the batch's own error or the commit's.
+    fn answer(self: Box<Self>, committed: Result<(), String>);
+    /// Answers every input with `why`, without running the batch.
+    fn refuse(self: Box<Self>, why: String);
+    /// How many inputs the batch holds.
+    fn len(&self) -> usize;
+}
+
+/// A lane as the group sees it: something that may hold waiting inputs.
+trait Member: Send + Sync {
+    /// Takes up to the lane's maximum of waiting inputs; `None` when none wait. Sets `more`
+    /// when inputs are left behind.
+    fn take(&self, more: &mut bool) -> Option<Box<dyn Taken>>;
+}
+
+/// The lanes of one writer and whether a group commit is due.
+#[derive(Default)]
+struct Group {
+    /// A group commit is queued for the thread or about to run on a caller's thread, and
+    /// has not yet started taking inputs. Whoever turns it on schedules that commit.
+    scheduled: AtomicBool,
+    members: Mutex<Vec<Weak<dyn Member>>>,
+    /// Inputs the last group commit took.
+    last_size: AtomicUsize,
+}
+
+/// A group commit that took at least this many inputs means the writer is busy...
+const BUSY_GROUP: usize = 4;
+
+/// ...and then the next group commit on the writer thread waits this long before taking
+/// inputs. Under load most of a commit's cost is per commit, not per input (each commit
+/// rewrites the last page of every B-tree it touches: the nonces, the audit table and its
+/// indexes, the chain head), so fewer, larger commits leave more of the two cores to the
+/// requests; the wait is short next to the queueing a busy host already has. An idle
+/// writer never waits: a lone request's commit runs at once (BENCHMARKS.md).
+const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_micros(250);
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("scheduled", &self.scheduled.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Group {
+    fn members(&self) -> Vec<Arc<dyn Member>> {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.retain(|m| m.strong_count() > 0);
+        members.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+impl SqliteWriter {
+    /// Makes sure a group commit will take the input just put into a lane: schedules one
+    /// unless one is scheduled and has not started taking inputs. A connection that no job
+    /// is using is taken on this thread: one transaction of microseconds costs less than
+    /// waking the writer thread and being woken by it. A busy one gets a job as usual.
+    fn wake(&self) {
+        if self.group.scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match self.try_take() {
+            Some(mut conn) => guarded(&mut conn, |conn| {
+                commit_group(&self.group, &self.jobs, conn, false);
+            }),
+            None => schedule_group(&self.group, &self.jobs),
+        }
+    }
+}
+
+/// Queues a group commit on the thread (`group.scheduled` is already on).
+fn schedule_group(group: &Arc<Group>, jobs: &mpsc::Sender<Job>) {
+    let (g, j) = (Arc::clone(group), jobs.clone());
+    let job: Job = Box::new(move |conn| commit_group(&g, &j, conn, true));
+    if jobs.send(job).is_err() {
+        // The thread has stopped: whatever waits is refused.
+        group.scheduled.store(false, Ordering::SeqCst);
+        for member in group.members() {
+            let mut more = false;
+            while let Some(taken) = member.take(&mut more) {
+                drop(taken);
+            }
+        }
+    }
+}
+
+/// Group commit: takes what waits in every lane and runs it all in one transaction; one
+/// commit then answers everyone. If the commit fails, every input is refused. A lane whose
+/// work fails is refused alone: the transaction is rolled back and the other lanes' batches
+/// run again in a new one. (Savepoints would isolate it without the rerun, but SQLite keeps
+/// a copy of every page a savepoint's statements change, on the request path of every call,
+/// to pay for a failure that almost never happens.)
+fn commit_group(
+    group: &Arc<Group>,
+    jobs: &mpsc::Sender<Job>,
+    conn: &mut Connection,
+    on_thread: bool,
+) {
+    if on_thread && group.last_size.load(Ordering::Relaxed) >= BUSY_GROUP {
+        // Busy: let the requests in flight catch up with this commit (see [`GROUP_WINDOW`]).
+        std::thread::sleep(GROUP_WINDOW);
+    }
+    // From here on a new input schedules another commit.
+    group.scheduled.store(false, Ordering::SeqCst);
+    let mut more = false;
+    let taken: Vec<Box<dyn Taken>> = group
+        .members()
+        .iter()
+        .filter_map(|m| m.take(&mut more))
+        .collect();
+    group
+        .last_size
+        .store(taken.iter().map(|t| t.len()).sum(), Ordering::Relaxed);
+    if more && !group.scheduled.swap(true, Ordering::SeqCst) {
+        // Queued now, it runs after this commit and takes the rest.
+        schedule_group(group, jobs);
+    }
+    if taken.is_empty() {
+        return;
+    }
+    let mut batches = taken;
+    loop {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let why = format!("cannot begin a write transaction: {e}");
+            for batch in batches {
+                batch.refuse(why.clone());
+            }
+            return;
+        }
+        let (ran, failed): (Vec<_>, Vec<_>) = batches
+            .into_iter()
+            .map(|mut batch| (batch.run(conn), batch))
+            .partition(|(ok, _)| *ok);
+        if failed.is_empty() {
+            let committed = conn
+                .execute_batch("COMMIT")
+                .map_err(|e| format!("the commit failed: {e}"));
+            if committed.is_err() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            for (_, batch) in ran {
+                batch.answer(committed.clone());
+            }
+            return;
+        }
+        // A failed batch may have written part of its work: nothing of this transaction is
+        // kept. The failed ones get their own error; the others run again without them
+        // (their work is repeatable: it sees the database as it was before).
+        let _ = conn.execute_batch("ROLLBACK");
+        for (_, batch) in failed {
+            batch.answer(Ok(()));
+        }
+        if ran.is_empty() {
+            return;
+        }
+        batches = ran.into_iter().map(|(_, batch)| batch).collect();
+    }
+}
+
+/// Natural batching on the writer thread: inputs of one kind wait in the lane, and a group
+/// commit takes all of them (up to a maximum), with whatever waits in the writer's other
+/// lanes, and runs them in one transaction. An input that finds no group commit scheduled
+/// schedules one; the others join it. So a request hands its input straight to the writer
+/// (no task in between), and while a transaction runs the next group forms by itself.
 pub(crate) struct Lane<I, O> {
     name: &'static str,
     max: usize,
     writer: Arc<SqliteWriter>,
     waiting: Mutex<VecDeque<Waiting<I, O>>>,
-    work: Box<LaneWork<I, O>>,
+    work: Arc<LaneWork<I, O>>,
+    settled: OnceLock<Settled>,
 }
 
+/// Told, after each batch's commit (or failure), how many inputs it held and whether they
+/// were committed.
+pub(crate) type Settled = Arc<dyn Fn(usize, bool) + Send + Sync>;
+
 impl<I: Send + 'static, O: Send + 'static> Lane<I, O> {
-    /// A lane called `name` (for errors) on `writer`, running `work` on up to `max` inputs
-    /// at a time.
+    /// A lane called `name` (for errors and its savepoint) on `writer`, running `work` on up
+    /// to `max` inputs at a time inside the group's transaction.
     pub(crate) fn new(
         name: &'static str,
         max: usize,
         writer: Arc<SqliteWriter>,
-        work: impl Fn(&mut Connection, Vec<I>) -> Result<Vec<O>, String> + Send + Sync + 'static,
+        work: impl Fn(&Connection, &[I]) -> Result<Vec<O>, String> + Send + Sync + 'static,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let lane = Arc::new(Self {
             name,
             max: max.max(1),
             writer,
             waiting: Mutex::new(VecDeque::new()),
-            work: Box::new(work),
-        })
+            work: Arc::new(work),
+            settled: OnceLock::new(),
+        });
+        let member: Arc<dyn Member> = lane.clone();
+        lane.writer
+            .group
+            .members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(&member));
+        lane
     }
 
-    /// Runs `input` in the next batch; returns its output, or why its batch failed.
+    /// Runs `input` in the next group commit; returns its output, or why its batch failed.
     pub(crate) async fn run(self: &Arc<Self>, input: I) -> Result<O, String> {
         let (reply, answer) = oneshot::channel();
-        let first = {
-            let mut waiting = self.lock();
-            waiting.push_back((input, reply));
-            waiting.len() == 1
-        };
-        if first {
-            // A writer connection that no job is using is taken on this thread: one
-            // transaction of microseconds costs less than waking the writer thread and being
-            // woken by it. A busy one gets a drain job as usual (jobs already queued for the
-            // thread, of other lanes, run after this batch).
-            match self.writer.try_take() {
-                Some(mut conn) => guarded(&mut conn, |conn| self.drain(conn)),
-                None => self.schedule(),
-            }
-        }
+        self.lock().push_back((input, reply));
+        self.writer.wake();
         answer
             .await
             .unwrap_or_else(|_| Err(format!("the {} batch stopped before answering", self.name)))
     }
 
+    /// Has `settled` told of every batch's outcome from now on (the first call wins).
+    pub(crate) fn on_settled(&self, settled: Settled) {
+        let _ = self.settled.set(settled);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiting<I, O>>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// Queues one drain of this lane on the thread.
-    fn schedule(self: &Arc<Self>) {
-        let lane = Arc::clone(self);
-        if self
-            .writer
-            .submit(Box::new(move |conn| lane.drain(conn)))
-            .is_err()
-        {
-            for (_, reply) in self.lock().drain(..) {
-                let _ = reply.send(Err("the SQLite writer has stopped".to_owned()));
-            }
+impl<I: Send + 'static, O: Send + 'static> Member for Lane<I, O> {
+    fn take(&self, more: &mut bool) -> Option<Box<dyn Taken>> {
+        let mut waiting = self.lock();
+        let n = waiting.len().min(self.max);
+        if n == 0 {
+            return None;
         }
+        let (inputs, replies) = waiting.drain(..n).unzip();
+        *more |= !waiting.is_empty();
+        Some(Box::new(Batch {
+            name: self.name,
+            work: Arc::clone(&self.work),
+            inputs,
+            replies,
+            outputs: None,
+            settled: self.settled.get().cloned(),
+        }))
+    }
+}
+
+/// A lane's batch, taken for one group commit. Dropped unanswered, its inputs see their
+/// batch stop before answering.
+struct Batch<I, O> {
+    name: &'static str,
+    work: Arc<LaneWork<I, O>>,
+    inputs: Vec<I>,
+    replies: Vec<oneshot::Sender<Result<O, String>>>,
+    outputs: Option<Result<Vec<O>, String>>,
+    settled: Option<Settled>,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Taken for Batch<I, O> {
+    fn run(&mut self, conn: &Connection) -> bool {
+        let outputs = (self.work)(conn, &self.inputs);
+        let ok = outputs.is_ok();
+        self.outputs = Some(outputs);
+        ok
     }
 
-    /// With the writer's connection: takes what waits (up to the maximum, queuing another
-    /// drain for the rest) and answers each.
-    fn drain(self: &Arc<Self>, conn: &mut Connection) {
-        let (batch, more): (Vec<Waiting<I, O>>, bool) = {
-            let mut waiting = self.lock();
-            let n = waiting.len().min(self.max);
-            (waiting.drain(..n).collect(), !waiting.is_empty())
+    fn answer(self: Box<Self>, committed: Result<(), String>) {
+        let n = self.inputs.len();
+        let result = match self.outputs {
+            Some(outputs) => outputs.and_then(|out| committed.map(|()| out)),
+            None => Err(format!("the {} batch did not run", self.name)),
         };
-        // Inputs that arrive from now on find the lane non-empty and queue nothing, so the
-        // rest needs a drain of its own.
-        if more {
-            self.schedule();
+        if let Some(settled) = &self.settled {
+            settled(n, result.is_ok());
         }
-        if batch.is_empty() {
-            return;
+        crate::batch::answer(self.name, self.replies, result);
+    }
+
+    fn refuse(self: Box<Self>, why: String) {
+        if let Some(settled) = &self.settled {
+            settled(self.inputs.len(), false);
         }
-        let (inputs, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
-        crate::batch::answer(self.name, replies, (self.work)(conn, inputs));
+        crate::batch::answer(self.name, self.replies, Err(why));
+    }
+
+    fn len(&self) -> usize {
+        self.inputs.len()
     }
 }
 
@@ -338,11 +550,11 @@ mod tests {
             "double",
             16,
             Arc::clone(writer),
-            move |_conn, inputs: Vec<u32>| {
+            move |_conn, inputs: &[u32]| {
                 seen.lock().unwrap().push(inputs.len());
                 // Long enough that the other inputs wait behind this batch.
                 std::thread::sleep(std::time::Duration::from_millis(5));
-                Ok(inputs.into_iter().map(|i| i * 2).collect())
+                Ok(inputs.iter().map(|i| i * 2).collect())
             },
         );
         let mut tasks = tokio::task::JoinSet::new();
@@ -358,10 +570,79 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 100);
         assert!(sizes.iter().all(|&n| n <= 16), "{sizes:?}");
         assert!(sizes.len() < 100, "no batch held more than one: {sizes:?}");
-        let failing = Lane::new("failing", 4, Arc::clone(writer), |_conn, _: Vec<u8>| {
+        let failing = Lane::new("failing", 4, Arc::clone(writer), |_conn, _: &[u8]| {
             Err::<Vec<u8>, _>("database gone".to_owned())
         });
         assert_eq!(failing.run(1).await, Err("database gone".to_owned()));
+        Ok(())
+    }
+
+    /// Inputs of two lanes waiting at once share one transaction; a lane whose work fails is
+    /// refused alone, and the other's writes are committed (in a second transaction).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lanes_share_a_commit_and_a_failing_lane_is_rolled_back_alone() -> anyhow::Result<()> {
+        let db = TestDb::new(BackendKind::Sqlite).await?;
+        let writer = db.store().sqlite_writer().expect("a writer").clone();
+        let write = |conn: &Connection, key: &str| {
+            conn.execute(
+                "INSERT INTO meta (key, value, updated_at) VALUES ($1, 'x', 1)",
+                [key],
+            )
+            .map_err(|e| e.to_string())
+        };
+        let transactions = Arc::new(Mutex::new(Vec::new()));
+        let (seen_ok, seen_bad) = (Arc::clone(&transactions), Arc::clone(&transactions));
+        let ok = Lane::new(
+            "ok",
+            8,
+            Arc::clone(&writer),
+            move |conn, keys: &[String]| {
+                seen_ok.lock().unwrap().push(!conn.is_autocommit());
+                keys.iter().map(|k| write(conn, k)).collect()
+            },
+        );
+        let bad = Lane::new(
+            "bad",
+            8,
+            Arc::clone(&writer),
+            move |conn, keys: &[String]| {
+                seen_bad.lock().unwrap().push(!conn.is_autocommit());
+                for k in keys {
+                    write(conn, k)?;
+                }
+                Err::<Vec<usize>, _>("refused after writing".to_owned())
+            },
+        );
+        // The writer is busy, so both inputs wait for the same group commit.
+        let (started, busy) = oneshot::channel();
+        let hold = {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move {
+                writer
+                    .run(move |_| {
+                        let _ = started.send(());
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    })
+                    .await
+            })
+        };
+        busy.await?;
+        let (a, b) = tokio::join!(ok.run("lane.ok".to_owned()), bad.run("lane.bad".to_owned()));
+        hold.await??;
+        assert_eq!(a, Ok(1));
+        assert_eq!(b, Err("refused after writing".to_owned()));
+        // Both ran in the shared transaction; after its rollback, the good lane ran again.
+        assert_eq!(*transactions.lock().unwrap(), [true, true, true]);
+        assert!(
+            crate::store::meta::get(db.store(), "lane.ok")
+                .await?
+                .is_some()
+        );
+        assert!(
+            crate::store::meta::get(db.store(), "lane.bad")
+                .await?
+                .is_none()
+        );
         Ok(())
     }
 }

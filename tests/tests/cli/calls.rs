@@ -370,6 +370,15 @@ fn managed_secret_retrieve_proxy_revoke_and_audit() -> Result<()> {
             ] {
                 ensure!(metrics.contains(want), "{want} missing from /metrics:\n{metrics}");
             }
+            // The audit writer's totals: at least the rows this test's calls wrote.
+            let total = |name: &str| -> Option<f64> {
+                metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            };
+            let (rows, batches) = (total("tessera_audit_rows_total"), total("tessera_audit_batches_total"));
+            ensure!(
+                matches!((rows, batches), (Some(r), Some(b)) if r >= 2.0 && b >= 1.0 && b <= r),
+                "audit totals {rows:?} rows in {batches:?} batches:\n{metrics}"
+            );
             ensure!(!metrics.contains(&grant.id), "a grant id became a metric label");
             Ok::<(), anyhow::Error>(())
         })?;
