@@ -94,8 +94,9 @@ pub mod sqlite {
     /// invalidates: a few warm connections beat many cold ones.
     const MAX_CONNECTIONS: u32 = 4;
 
-    /// `mmap_size` of every connection (the pool's, the request-path writer's and readers'):
-    /// reads map the database file instead of copying pages through `read`.
+    /// `mmap_size` of the pool's connections: reads map the database file instead of
+    /// copying pages through `read`. (Not the request path's writer and readers:
+    /// `store::writer`.)
     pub const MMAP_SIZE: i64 = 256 << 20;
 
     /// Opens (creating if missing) the database file: WAL journal so readers never block the

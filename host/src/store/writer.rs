@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::dialect::sqlite::{BUSY_TIMEOUT, MMAP_SIZE};
+use super::dialect::sqlite::BUSY_TIMEOUT;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -59,7 +59,6 @@ impl SqliteWriter {
         // per-connection and must match the pool's (`dialect::sqlite::connect`).
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let conn = Arc::new(Mutex::new(conn));
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -124,7 +123,10 @@ fn guarded(conn: &mut Connection, job: impl FnOnce(&mut Connection)) {
 
 /// Connections for reads on the request path that run on the caller's thread: a read by
 /// primary key takes microseconds under WAL (readers never wait for the writer), less than
-/// the two thread wake-ups of a hand-off to a pool connection and back.
+/// the two thread wake-ups of a hand-off to a pool connection and back. Neither they nor the
+/// writer map the file (the pool does): the audit log grows the file at every checkpoint,
+/// and remapping it on every connection cost more CPU per call than the reads it saves
+/// (BENCHMARKS.md).
 #[derive(Debug)]
 pub(crate) struct SqliteReaders {
     path: std::path::PathBuf,
@@ -161,7 +163,6 @@ impl SqliteReaders {
             )?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "query_only", true)?;
-            conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn
         };

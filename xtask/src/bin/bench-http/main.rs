@@ -95,6 +95,10 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Open loop at this many calls per second (sent by up to `--concurrency` workers)
+        /// instead of a closed loop: for tail latency at a given load.
+        #[arg(long)]
+        rate: Option<f64>,
         /// Record the host with `perf record -g` into this file.
         #[arg(long)]
         perf: Option<PathBuf>,
@@ -117,6 +121,7 @@ fn main() -> Result<()> {
             mode,
             concurrency,
             seconds,
+            rate,
             perf,
         } => {
             let tessera = std::path::absolute(tessera)?;
@@ -132,6 +137,7 @@ fn main() -> Result<()> {
                 &mode,
                 concurrency,
                 Duration::from_secs(seconds),
+                rate,
                 perf.as_deref(),
             ));
             std::fs::remove_dir_all(&work_dir).ok();
@@ -631,6 +637,7 @@ async fn profile(
     mode: &str,
     concurrency: usize,
     duration: Duration,
+    rate: Option<f64>,
     perf: Option<&Path>,
 ) -> Result<()> {
     let upstream = Server::spawn_printing_addr(
@@ -669,7 +676,21 @@ async fn profile(
         upstream: None,
         clk: servers::clock_ticks_per_second(),
     };
-    let work = load::closed_loop(&call, concurrency, Duration::ZERO, duration);
+    let work: std::pin::Pin<Box<dyn Future<Output = load::Sample> + '_>> = match rate {
+        Some(rate) => Box::pin(load::open_loop(
+            &call,
+            rate,
+            concurrency,
+            Duration::ZERO,
+            duration,
+        )),
+        None => Box::pin(load::closed_loop(
+            &call,
+            concurrency,
+            Duration::ZERO,
+            duration,
+        )),
+    };
     let row = watch
         .run(
             if mode == "proxy" {
