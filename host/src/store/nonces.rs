@@ -324,7 +324,8 @@ mod tests {
     }
 
     /// [`remember_many`] as the host runs it: on SQLite [`remember_on_sqlite`] on the
-    /// writer thread (where the nonce batcher's lane runs it), on PostgreSQL on the pool.
+    /// writer's connection (the nonce batcher's lane runs it there inside a group commit),
+    /// on PostgreSQL on the pool.
     async fn remember_batch(
         store: &Store,
         uses: Vec<NonceUse>,

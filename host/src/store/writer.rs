@@ -1,6 +1,6 @@
 //! The SQLite request-path writer: one thread with its own connection to the database file,
-//! running the writes every call makes (nonce batches, audit batches, the nonce purge) one
-//! after the other.
+//! running the writes every call makes one after the other: group commits (the nonce and
+//! audit batches waiting in its lanes, in one transaction) and the nonce purge.
 //!
 //! Why it exists: SQLite has one writer at a time. Through the sqlx pool, a write transaction
 //! is a sequence of statements, each sent to a connection's worker thread and answered back,
@@ -10,8 +10,9 @@
 //! latency. Here a whole transaction is one hand-off: the job runs start to commit on this
 //! thread, statement after statement in microseconds, and the request-path writers never
 //! compete with each other for the lock. When the writer is idle, a request does not even
-//! hand off: it takes the writer's connection and runs the batch on its own thread
-//! ([`Lane::run`]); the connection's mutex keeps one transaction at a time either way.
+//! hand off: it takes the writer's connection and runs the group commit on its own thread
+//! ([`SqliteWriter::wake`]); the connection's mutex keeps one transaction at a time either
+//! way.
 //!
 //! PostgreSQL has no such thread: its writes stay on the pool, where concurrent
 //! transactions do not exclude each other. Other SQLite writes (creating apps, grants, …)
