@@ -516,9 +516,7 @@ fn delivery_of(d: &DeliveryRow) -> Delivery {
 mod tests {
     use super::*;
     use crate::store::testing::TestDb;
-    use crate::store::{Timestamp as At, apps, both_backends, data_keys};
-    use crate::vault::{KeyRing, MasterKey};
-    use std::sync::Arc;
+    use crate::store::{Timestamp as At, apps, both_backends};
 
     both_backends! {
         without_an_endpoint_the_dispatcher_reads_and_writes_nothing =>
@@ -532,19 +530,7 @@ mod tests {
         db: &TestDb,
     ) -> anyhow::Result<()> {
         let store = db.store().clone();
-        let master = Arc::new(MasterKey::generate());
-        let (ring, wrapped) = KeyRing::generate(&master)?;
-        data_keys::insert(
-            &store,
-            &data_keys::DataKeyRecord {
-                version: i64::from(wrapped.version),
-                wrapped: wrapped.wrapped,
-                wrapped_by: master.fingerprint(),
-                created_at: At::now(),
-            },
-        )
-        .await?;
-        let keys = LiveRing::new(store.clone(), master, Arc::new(ring));
+        let keys = crate::keys::test_ring(&store).await?;
         let app = apps::create(&store, "billing", At::now()).await?.id;
         let audit = crate::audit::AuditLog::start(store.clone());
         for _ in 0..3 {

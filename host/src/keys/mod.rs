@@ -211,3 +211,22 @@ impl LiveRing {
 
 #[cfg(test)]
 mod tests;
+
+/// For other modules' tests: a live key ring over `store` with a fresh master key and one
+/// data key version, stored as `tessera init` stores it.
+#[cfg(test)]
+pub(crate) async fn test_ring(store: &Store) -> anyhow::Result<LiveRing> {
+    let master = Arc::new(MasterKey::generate());
+    let (ring, wrapped) = KeyRing::generate(&master)?;
+    data_keys::insert(
+        store,
+        &data_keys::DataKeyRecord {
+            version: i64::from(wrapped.version),
+            wrapped: wrapped.wrapped,
+            wrapped_by: master.fingerprint(),
+            created_at: Timestamp::now(),
+        },
+    )
+    .await?;
+    Ok(LiveRing::new(store.clone(), master, Arc::new(ring)))
+}

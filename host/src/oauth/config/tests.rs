@@ -11,8 +11,7 @@ use super::*;
 use crate::audit::{AuditFilter, testing as audit_testing};
 use crate::plugin::{PoolingMode, Registry, RegistryConfig, Runtime, RuntimeConfig};
 use crate::store::testing::TestDb;
-use crate::store::{DatabaseConfig, apps, both_backends, data_keys, on_conn};
-use crate::vault::{KeyRing, MasterKey};
+use crate::store::{DatabaseConfig, apps, both_backends, on_conn};
 
 both_backends! {
     configured_secret_is_sealed_at_rest_and_opened_for_the_connect_flow =>
@@ -75,19 +74,7 @@ struct Fixture {
 
 async fn fixture(db: &TestDb) -> anyhow::Result<Fixture> {
     let store = db.store().clone();
-    let master = Arc::new(MasterKey::generate());
-    let (ring, wrapped) = KeyRing::generate(&master)?;
-    data_keys::insert(
-        &store,
-        &data_keys::DataKeyRecord {
-            version: i64::from(wrapped.version),
-            wrapped: wrapped.wrapped,
-            wrapped_by: master.fingerprint(),
-            created_at: Timestamp::now(),
-        },
-    )
-    .await?;
-    let keys = LiveRing::new(store.clone(), master, Arc::new(ring));
+    let keys = crate::keys::test_ring(&store).await?;
     let a = apps::create(&store, "billing", Timestamp::now()).await?.id;
     let b = apps::create(&store, "other", Timestamp::now()).await?.id;
     let configs = ProviderConfigs::new(
