@@ -185,8 +185,8 @@ async fn append_rows(tx: &mut Tx, entries: &[AuditEntry]) -> Result<Vec<Recorded
 }
 
 /// [`append`] on SQLite's request-path writer (`conn` is its connection), inside the write
-/// transaction its group commit has open (which is the appenders' lock). Nothing is recorded
-/// on error once the caller rolls back (the lane rolls back to its savepoint).
+/// transaction its group commit has open (which is the appenders' lock). On error nothing of
+/// it is kept: the group commit then rolls the whole transaction back.
 pub fn append_in_sqlite_tx(
     conn: &rusqlite::Connection,
     entries: &[AuditEntry],
