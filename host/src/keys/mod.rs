@@ -216,7 +216,15 @@ mod tests;
 /// data key version, stored as `tessera init` stores it.
 #[cfg(test)]
 pub(crate) async fn test_ring(store: &Store) -> anyhow::Result<LiveRing> {
-    let master = Arc::new(MasterKey::generate());
+    test_ring_with(store, Arc::new(MasterKey::generate())).await
+}
+
+/// [`test_ring`] under a given master key.
+#[cfg(test)]
+pub(crate) async fn test_ring_with(
+    store: &Store,
+    master: Arc<MasterKey>,
+) -> anyhow::Result<LiveRing> {
     let (ring, wrapped) = KeyRing::generate(&master)?;
     data_keys::insert(
         store,

@@ -41,20 +41,10 @@ pub(super) struct Fixture {
 impl Fixture {
     pub(super) async fn new(db: &TestDb) -> anyhow::Result<Self> {
         let master = Arc::new(MasterKey::generate());
-        let (ring, wrapped) = KeyRing::generate(&master)?;
-        data_keys::insert(
-            db.store(),
-            &data_keys::DataKeyRecord {
-                version: i64::from(wrapped.version),
-                wrapped: wrapped.wrapped,
-                wrapped_by: master.fingerprint(),
-                created_at: Timestamp::now(),
-            },
-        )
-        .await?;
+        let keys = super::test_ring_with(db.store(), master.clone()).await?;
         let app = apps::create(db.store(), "billing", Timestamp::now()).await?;
         Ok(Self {
-            keys: LiveRing::new(db.store().clone(), master.clone(), Arc::new(ring)),
+            keys,
             master,
             app: app.id,
         })
