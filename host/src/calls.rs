@@ -61,6 +61,9 @@ pub struct CallContext {
     pub impersonating: bool,
     /// The calling client's address (policy rules may restrict it).
     pub client_ip: std::net::IpAddr,
+    /// The grant epoch this request's nonce transaction saw (SQLite; `0`: none, and then
+    /// the grant is read again): see `Grants::find_usable_at`.
+    pub grant_epoch: i64,
 }
 
 /// What a call asks for, as both modes describe it.
@@ -645,7 +648,10 @@ impl Calls {
         check_headers(ask.headers)?;
         let picked = self.pick(cx, ask.selector, ask.url).await?;
         trail.picked(&picked);
-        let found = self.grants.find_usable(cx.owner, &picked.grant_id).await?;
+        let found = self
+            .grants
+            .find_usable_at(cx.owner, &picked.grant_id, cx.grant_epoch)
+            .await?;
         trail.found(&found.grant);
         if let Some(user) = &picked.user
             && !resolve::belongs_to(&found.grant.principal, user)

@@ -13,7 +13,7 @@
 //! (another app's grant is "not found", never "forbidden"), or keep a revoked grant usable.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
@@ -404,25 +404,36 @@ pub struct Grants {
     audit: AuditLog,
     last_used: LastUsed,
     reads: Arc<GrantReads>,
+    /// SQLite only: the grants calls have read, kept while the grant epoch stays the same.
+    kept: Option<Arc<GrantCache>>,
     configs: crate::oauth::config::ProviderConfigs,
 }
 
 /// The most grants one batched read asks for.
 const MAX_READ_BATCH: usize = 128;
 
+/// A grant and its sealed credential as a read found them, with the grant epoch of the
+/// snapshot it was read in (SQLite, migration 0014; `0` on PostgreSQL, which keeps nothing).
+#[derive(Clone, Debug)]
+struct ReadGrant {
+    grant: GrantRecord,
+    record: Option<CredentialRecord>,
+    epoch: i64,
+}
+
 /// Batched reads of a grant and its credential by (app, grant id): the one read every call
 /// makes. Answers `None` for a grant that does not exist or belongs to another app.
-type GrantReads = Batcher<(AppId, GrantId), Option<(GrantRecord, Option<CredentialRecord>)>>;
+type GrantReads = Batcher<(AppId, GrantId), Option<ReadGrant>>;
 
 fn grant_reads(store: Store) -> GrantReads {
     if let Some(readers) = store.sqlite_readers() {
         let readers = std::sync::Arc::clone(readers);
         return Batcher::inline("grant read", move |asked: Vec<(AppId, GrantId)>| {
             let ids: Vec<GrantId> = asked.iter().map(|(_, id)| *id).collect();
-            let found = readers
+            let (found, epoch) = readers
                 .read(|conn| grant_repo::get_many_with_credential_on_sqlite(conn, &ids))
                 .map_err(|e| e.to_string())?;
-            Ok(answer_reads(&asked, &found))
+            Ok(answer_reads(&asked, &found, epoch.unwrap_or(0)))
         });
     }
     Batcher::new(
@@ -437,7 +448,7 @@ fn grant_reads(store: Store) -> GrantReads {
                 let found = grant_repo::get_many_with_credential(&store, &ids)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(answer_reads(&asked, &found))
+                Ok(answer_reads(&asked, &found, 0))
             }
         },
     )
@@ -448,16 +459,70 @@ fn grant_reads(store: Store) -> GrantReads {
 fn answer_reads(
     asked: &[(AppId, GrantId)],
     found: &[(GrantRecord, Option<CredentialRecord>)],
-) -> Vec<Option<(GrantRecord, Option<CredentialRecord>)>> {
+    epoch: i64,
+) -> Vec<Option<ReadGrant>> {
     asked
         .iter()
         .map(|(app_id, id)| {
             found
                 .iter()
                 .find(|(g, _)| g.id == *id && g.app_id == *app_id)
-                .cloned()
+                .map(|(grant, record)| ReadGrant {
+                    grant: grant.clone(),
+                    record: record.clone(),
+                    epoch,
+                })
         })
         .collect()
+}
+
+/// Grants that calls have read on SQLite, kept with the grant epoch they were read at.
+///
+/// Why: every commit of SQLite's request-path writer (each call's nonce and audit row)
+/// resets the page cache of every other connection, so a grant read re-read its pages from
+/// the file on every call. A kept grant is used only by a call whose own nonce transaction
+/// saw the same epoch, and every change to a grant or its credential, by any connection or
+/// process, increments the epoch in the change's transaction (triggers, migration 0014). So a
+/// call that starts after a revoke committed has a newer epoch than anything kept from
+/// before it, and reads again. What is kept is what the database holds: the credential
+/// sealed, never opened.
+#[derive(Debug, Default)]
+struct GrantCache {
+    kept: std::sync::Mutex<std::collections::HashMap<GrantId, ReadGrant>>,
+}
+
+/// At most this many grants are kept; past it the cache starts over.
+const KEPT_GRANTS: usize = 10_000;
+
+impl GrantCache {
+    /// Grant `id` of `app_id`, if it was kept at `epoch` (`0`: unknown, never found).
+    fn get(&self, app_id: AppId, id: GrantId, epoch: i64) -> Option<ReadGrant> {
+        if epoch == 0 {
+            return None;
+        }
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get(&id)
+            .filter(|r| r.epoch == epoch && r.grant.app_id == app_id)
+            .cloned()
+    }
+
+    /// Keeps `read` unless something read at a later epoch is kept already.
+    fn keep(&self, read: &ReadGrant) {
+        if read.epoch == 0 {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept
+            .get(&read.grant.id)
+            .is_some_and(|k| k.epoch >= read.epoch)
+        {
+            return;
+        }
+        if kept.len() >= KEPT_GRANTS {
+            kept.clear();
+        }
+        kept.insert(read.grant.id, read.clone());
+    }
 }
 
 impl Grants {
@@ -477,6 +542,9 @@ impl Grants {
         );
         Self {
             reads: Arc::new(grant_reads(store.clone())),
+            kept: store
+                .sqlite_readers()
+                .map(|_| Arc::new(GrantCache::default())),
             configs,
             store,
             ring,
@@ -1089,13 +1157,46 @@ impl Grants {
     /// (visible to `owner`, live, its provider loaded) but not opened, so that policy can
     /// decide before any secret is decrypted.
     pub async fn find_usable(&self, owner: Owner, id: &str) -> Result<Found, GrantError> {
+        self.find_usable_at(owner, id, 0).await
+    }
+
+    /// The latest grant epoch a nonce transaction of this host saw (SQLite; `0` on
+    /// PostgreSQL, or before the first). Read after a request's nonce was committed, it is
+    /// at least what that transaction saw: [`Grants::find_usable_at`] may trust what was
+    /// kept at it.
+    pub fn epoch_seen(&self) -> i64 {
+        self.store.sqlite_writer().map_or(0, |w| w.grant_epoch())
+    }
+
+    /// [`Grants::find_usable`] for a call whose nonce transaction saw grant epoch `epoch`
+    /// (see [`Grants::epoch_seen`]; `0`: none): a grant kept from a read at that same epoch
+    /// is used without reading it again (SQLite).
+    pub async fn find_usable_at(
+        &self,
+        owner: Owner,
+        id: &str,
+        epoch: i64,
+    ) -> Result<Found, GrantError> {
         let gid = parse_grant_id(id)?;
-        let (grant, record) = self
-            .reads
-            .run((owner.app_id, gid))
-            .await
-            .map_err(StoreError::Batch)?
-            .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+        let kept = self
+            .kept
+            .as_ref()
+            .and_then(|k| k.get(owner.app_id, gid, epoch));
+        let read = if let Some(read) = kept {
+            read
+        } else {
+            let read = self
+                .reads
+                .run((owner.app_id, gid))
+                .await
+                .map_err(StoreError::Batch)?
+                .ok_or_else(|| GrantError::NotFound { id: id.to_owned() })?;
+            if let Some(k) = &self.kept {
+                k.keep(&read);
+            }
+            read
+        };
+        let ReadGrant { grant, record, .. } = read;
         if !self.may_reach(owner, &grant).await? {
             return Err(GrantError::NotFound { id: id.to_owned() });
         }
@@ -1365,4 +1466,60 @@ pub fn provider_error_text(e: &ProviderError) -> String {
 /// Seconds since the Unix epoch.
 pub fn unix_seconds() -> u64 {
     u64::try_from(Timestamp::now().unix_millis() / 1000).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use tessera_proto::grants::{GrantKind, GrantStatus, Principal};
+
+    use super::*;
+
+    fn read(app_id: AppId, id: GrantId, epoch: i64) -> ReadGrant {
+        let now = Timestamp::now();
+        ReadGrant {
+            grant: GrantRecord {
+                id,
+                app_id,
+                provider: "stripe".into(),
+                principal: Principal::System,
+                credential_id: CredentialId::new(),
+                kind: GrantKind::ManagedSecret,
+                account_label: format!("read at {epoch}"),
+                scopes: Vec::new(),
+                status: GrantStatus::Active,
+                created_at: now,
+                updated_at: now,
+                last_used_at: None,
+                revoked_at: None,
+                valid_until: None,
+            },
+            record: None,
+            epoch,
+        }
+    }
+
+    /// A kept grant answers only a call that saw the epoch it was read at, only for its own
+    /// app; a read from an older snapshot never replaces a newer one; epoch 0 keeps nothing.
+    #[test]
+    fn a_kept_grant_serves_only_its_epoch_and_its_app() {
+        let cache = GrantCache::default();
+        let (app, other, id) = (AppId::new(), AppId::new(), GrantId::new());
+        cache.keep(&read(app, id, 7));
+        let hit = cache.get(app, id, 7).expect("kept at 7");
+        assert_eq!(hit.grant.account_label, "read at 7");
+        assert!(cache.get(app, id, 8).is_none(), "a newer epoch reads again");
+        assert!(cache.get(app, id, 6).is_none());
+        assert!(cache.get(other, id, 7).is_none(), "another app's call");
+        assert!(cache.get(app, id, 0).is_none(), "no epoch seen");
+        cache.keep(&read(app, id, 5));
+        assert!(
+            cache.get(app, id, 7).is_some(),
+            "an older read does not replace it"
+        );
+        cache.keep(&read(app, id, 9));
+        assert!(cache.get(app, id, 9).is_some() && cache.get(app, id, 7).is_none());
+        let fresh = GrantId::new();
+        cache.keep(&read(app, fresh, 0));
+        assert!(cache.get(app, fresh, 0).is_none());
+    }
 }

@@ -48,6 +48,9 @@ pub struct Caller {
     /// unknown, which only happens when a router is called without
     /// `into_make_service_with_connect_info` (unit tests); `tessera serve` always has it.
     pub client_ip: IpAddr,
+    /// The grant epoch as of this request's nonce transaction (SQLite; `0`: none): a call
+    /// may use grants kept at it (`Grants::find_usable_at`).
+    pub grant_epoch: i64,
 }
 
 impl Caller {
@@ -113,6 +116,8 @@ where
         let target_uri = auth::target_uri(&api.public_origin, &parts.uri);
         let signed = SignedRequest::from_parts(&parts, &target_uri, &body);
         let verified = auth::verify(&signed, &api.keys, &api.nonces, auth::unix_now()).await?;
+        // Read only now that the nonce is committed, so not older than what its transaction saw.
+        let grant_epoch = api.grants.epoch_seen();
         // `last_used_at` is informational: failing to record it must not fail a request
         // that is already authenticated.
         if let Err(e) = api.apps.record_key_use(&verified.key_id).await {
@@ -144,6 +149,7 @@ where
             caller,
             impersonating,
             client_ip: request_client_ip(&parts, &api.trusted_proxies),
+            grant_epoch,
         })
     }
 }
@@ -292,6 +298,7 @@ mod tests {
             caller: None,
             impersonating: false,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            grant_epoch: 0,
         }
     }
 

@@ -25,6 +25,7 @@ fn context(caller: &Caller) -> CallContext {
         request_id: request_id(),
         impersonating: caller.impersonating,
         client_ip: caller.client_ip,
+        grant_epoch: caller.grant_epoch,
     }
 }
 

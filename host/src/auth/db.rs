@@ -247,8 +247,15 @@ pub type NonceBatcher = Batcher<nonces::NonceUse, nonces::Remembered>;
 /// task on the pool.
 pub fn nonce_batcher(store: Store) -> NonceBatcher {
     if let Some(writer) = store.sqlite_writer() {
-        return Batcher::on_sqlite_writer("nonce", MAX_NONCE_BATCH, writer, |conn, uses| {
-            nonces::remember_on_sqlite(conn, uses).map_err(|e| e.to_string())
+        let seen = Arc::clone(writer);
+        return Batcher::on_sqlite_writer("nonce", MAX_NONCE_BATCH, writer, move |conn, uses| {
+            let remembered = nonces::remember_on_sqlite(conn, uses).map_err(|e| e.to_string())?;
+            // The grant epoch, in the same transaction: the calls of this batch may use grants
+            // kept at it (`grants::GrantCache`). A batch that cannot read it is refused, so
+            // no call goes on with an epoch older than its nonce.
+            let epoch = store::grants::epoch_on_sqlite(conn).map_err(|e| e.to_string())?;
+            seen.observe_grant_epoch(epoch);
+            Ok(remembered)
         });
     }
     Batcher::new(

@@ -499,6 +499,8 @@ impl Calls {
             request_id: uuid::Uuid::now_v7().to_string(),
             impersonating: false,
             client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
+            // Sent later, maybe from another request: the grant is read again.
+            grant_epoch: 0,
         };
         let note = CallNote {
             reason: row.reason.clone(),

@@ -193,7 +193,19 @@ pub async fn get(
 
 /// The `SELECT … FROM` of the joined reads: every grant column, then every credential
 /// column, each qualified by its table's alias.
-static JOINED_SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static JOINED_SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| joined_select(""));
+
+/// [`JOINED_SELECT`] with the grant epoch (SQLite, migration 0014) as one more column, at
+/// [`EPOCH_COLUMN`]: read by the same statement, so in the same snapshot.
+static EPOCH_JOINED_SELECT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| joined_select(", (SELECT epoch FROM grant_epoch WHERE id = 1)"));
+
+/// Where [`EPOCH_JOINED_SELECT`] has the epoch: after every grant and credential column.
+static EPOCH_COLUMN: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    COLUMNS.split(',').count() + credentials::COLUMNS.split(',').count()
+});
+
+fn joined_select(extra: &str) -> String {
     let qualified = |alias: &str, columns: &str| {
         columns
             .split(',')
@@ -202,12 +214,12 @@ static JOINED_SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
             .join(", ")
     };
     format!(
-        "SELECT {}, {} FROM grants g \
+        "SELECT {}, {}{extra} FROM grants g \
          LEFT JOIN credentials c ON c.id = g.credential_id AND c.app_id = g.app_id",
         qualified("g", COLUMNS),
         qualified("c", credentials::COLUMNS),
     )
-});
+}
 
 /// Decodes a row of [`JOINED_SELECT`] (of either sqlx backend, with `sqlx::Row` in scope, or
 /// of rusqlite, with `store::TryGet` in scope).
@@ -301,25 +313,42 @@ pub async fn get_many_with_credential(
     })
 }
 
+/// What [`get_many_with_credential_on_sqlite`] read: the grants found, and the grant epoch
+/// of the snapshot they were read in (`None` when none was found).
+pub(crate) type ReadWithEpoch = (Vec<(GrantRecord, Option<CredentialRecord>)>, Option<i64>);
+
 /// [`get_many_with_credential`] on an SQLite reader connection (`store::SqliteReaders`),
-/// on the caller's thread.
+/// on the caller's thread, with the grant epoch (migration 0014) read by the same
+/// statement: what was read stays current for as long as the epoch stays the same.
 pub(crate) fn get_many_with_credential_on_sqlite(
     conn: &rusqlite::Connection,
     ids: &[GrantId],
-) -> Result<Vec<(GrantRecord, Option<CredentialRecord>)>, StoreError> {
+) -> Result<ReadWithEpoch, StoreError> {
     use super::TryGet as _;
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
-    let mut statement = conn.prepare_cached(&joined_select_of(ids.len()))?;
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let sql = format!("{} WHERE g.id IN ({placeholders})", *EPOCH_JOINED_SELECT);
+    let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(rusqlite::params_from_iter(
         ids.iter().map(ToString::to_string),
     ))?;
     let mut found = Vec::new();
+    let mut epoch = None;
     while let Some(row) = rows.next()? {
+        epoch = Some(row.get(*EPOCH_COLUMN)?);
         found.push(decode_joined!(row));
     }
-    Ok(found)
+    Ok((found, epoch))
+}
+
+/// The grant epoch (migration 0014) on an SQLite connection: on the request path's writer,
+/// inside the nonce batch's transaction.
+pub(crate) fn epoch_on_sqlite(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT epoch FROM grant_epoch WHERE id = 1")?
+        .query_row([], |row| row.get(0))?)
 }
 
 /// [`JOINED_SELECT`] for `n` grant ids.

@@ -184,6 +184,45 @@ async fn two_apps_and_a_grant(
     Ok((a, b, grant))
 }
 
+/// SQLite's grant epoch (migration 0014) goes up with every change to a grant or a
+/// credential that a call reads, in the change's own transaction, whichever connection makes
+/// it; a grant's `last_used_at` (which calls themselves write) leaves it alone.
+#[tokio::test]
+async fn grants_epoch_counts_every_change_a_call_reads() -> anyhow::Result<()> {
+    use super::{credentials, grants};
+
+    let db = TestDb::new(BackendKind::Sqlite).await?;
+    let s = db.store();
+    let readers = s.sqlite_readers().expect("SQLite has readers");
+    let epoch = || readers.read(grants::epoch_on_sqlite);
+    let now = Timestamp::now();
+    let start = epoch()?;
+    let (a, _, grant) = two_apps_and_a_grant(s, now).await?;
+    // The credential's insert and the grant's.
+    assert_eq!(epoch()?, start + 2);
+    grants::touch_last_used(s, grant.id, now).await?;
+    assert_eq!(epoch()?, start + 2, "last_used_at is not read by calls");
+    let credential = credentials::get(s, a.id, grant.credential_id, false)
+        .await?
+        .expect("stored");
+    let resealed = credentials::CredentialRecord {
+        sealed: vec![2],
+        ..credential.clone()
+    };
+    assert!(credentials::replace(s, &resealed, credential.revision, now).await?);
+    assert_eq!(epoch()?, start + 3);
+    // A rolled-back change leaves it where it was.
+    let mut tx = s.begin().await?;
+    assert!(grants::revoke(&mut tx, a.id, grant.id, now).await?);
+    drop(tx);
+    assert_eq!(epoch()?, start + 3);
+    assert!(grants::revoke(s, a.id, grant.id, now).await?);
+    let after_revoke = epoch()?;
+    assert_eq!(after_revoke, start + 4);
+    assert_eq!(epoch()?, after_revoke);
+    Ok(())
+}
+
 /// The database holds delegations to their app: a delegation naming another app's grant or
 /// agent is refused by the composite foreign keys, whatever the service checks. One live
 /// delegation per grant and agent; an expired one is closed to make room; revoking for the
@@ -295,11 +334,17 @@ async fn grant_and_credential_read_together_match_separate_reads(
     assert_eq!(many, vec![joined.clone().unwrap()]);
     assert!(grants::get_many_with_credential(s, &[]).await?.is_empty());
     // On SQLite the call path reads on the caller's thread through rusqlite: same rows.
+    // With the grant epoch of the same snapshot; none when nothing was found.
     if let Some(readers) = s.sqlite_readers() {
-        let inline = readers.read(|conn| {
+        let (inline, epoch) = readers.read(|conn| {
             grants::get_many_with_credential_on_sqlite(conn, &[GrantId::new(), grant.id])
         })?;
         assert_eq!(inline, many);
+        let now_epoch = readers.read(grants::epoch_on_sqlite)?;
+        assert_eq!(epoch, Some(now_epoch));
+        let (none, epoch) = readers
+            .read(|conn| grants::get_many_with_credential_on_sqlite(conn, &[GrantId::new()]))?;
+        assert!(none.is_empty() && epoch.is_none());
     }
     assert_eq!(
         grants::get_with_credential(s, a.id, GrantId::new()).await?,
@@ -410,6 +455,10 @@ type Shape = BTreeMap<String, Vec<(String, String, bool)>>;
 /// One column as read from a catalog: (table, column, type, nullable).
 type CatalogColumn = (String, String, String, bool);
 
+/// Tables only the SQLite schema has, on purpose: `grant_epoch` (migration 0014) serves the
+/// grants a SQLite host keeps in memory (see `grants_epoch_counts_every_change_a_call_reads`).
+const SQLITE_ONLY_TABLES: &[&str] = &["grant_epoch"];
+
 async fn schema_shape(store: &Store) -> anyhow::Result<(Shape, Vec<String>)> {
     let (columns, mut indexes): (Vec<CatalogColumn>, Vec<String>) = match &store.pool {
         Pool::Sqlite(pool) => {
@@ -464,6 +513,9 @@ async fn schema_shape(store: &Store) -> anyhow::Result<(Shape, Vec<String>)> {
     };
     let mut shape = Shape::new();
     for (table, column, ty, nullable) in columns {
+        if SQLITE_ONLY_TABLES.contains(&table.as_str()) {
+            continue;
+        }
         shape.entry(table).or_default().push((column, ty, nullable));
     }
     indexes.sort();

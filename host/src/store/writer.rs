@@ -45,6 +45,9 @@ pub(crate) struct SqliteWriter {
     conn: Arc<Mutex<Connection>>,
     /// The lanes whose inputs share a transaction (see [`commit_group`]).
     group: Arc<Group>,
+    /// The latest grant epoch (migration 0014) a nonce batch read: see
+    /// [`SqliteWriter::observe_grant_epoch`].
+    grant_epoch: std::sync::atomic::AtomicI64,
 }
 
 impl SqliteWriter {
@@ -79,6 +82,7 @@ impl SqliteWriter {
             jobs,
             conn,
             group: Arc::default(),
+            grant_epoch: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -101,6 +105,18 @@ impl SqliteWriter {
 
     fn submit(&self, job: Job) -> Result<(), ()> {
         self.jobs.send(job).map_err(|_| ())
+    }
+
+    /// Records that a transaction read grant epoch `epoch` (the nonce lane does, in every
+    /// batch, before answering): what [`SqliteWriter::grant_epoch`] returns never goes back.
+    pub(crate) fn observe_grant_epoch(&self, epoch: i64) {
+        self.grant_epoch.fetch_max(epoch, Ordering::SeqCst);
+    }
+
+    /// The latest grant epoch a transaction on this writer read (`0` before the first):
+    /// read after a nonce batch answered, at least the epoch that batch saw.
+    pub(crate) fn grant_epoch(&self) -> i64 {
+        self.grant_epoch.load(Ordering::SeqCst)
     }
 
     /// The connection, if neither the thread nor another caller is using it.
@@ -324,7 +340,7 @@ fn commit_group(
     }
     let mut batches = taken;
     loop {
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
             let why = format!("cannot begin a write transaction: {e}");
             for batch in batches {
                 batch.refuse(why.clone());
@@ -336,11 +352,9 @@ fn commit_group(
             .map(|mut batch| (batch.run(conn), batch))
             .partition(|(ok, _)| *ok);
         if failed.is_empty() {
-            let committed = conn
-                .execute_batch("COMMIT")
-                .map_err(|e| format!("the commit failed: {e}"));
+            let committed = control(conn, "COMMIT").map_err(|e| format!("the commit failed: {e}"));
             if committed.is_err() {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = control(conn, "ROLLBACK");
             }
             for (_, batch) in ran {
                 batch.answer(committed.clone());
@@ -350,7 +364,7 @@ fn commit_group(
         // A failed batch may have written part of its work: nothing of this transaction is
         // kept. The failed ones get their own error; the others run again without them
         // (their work is repeatable: it sees the database as it was before).
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = control(conn, "ROLLBACK");
         for (_, batch) in failed {
             batch.answer(Ok(()));
         }
@@ -359,6 +373,12 @@ fn commit_group(
         }
         batches = ran.into_iter().map(|(_, batch)| batch).collect();
     }
+}
+
+/// Runs a transaction-control statement through the statement cache: `execute_batch` would
+/// parse it again on every group commit, two or three times per call under load.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// Natural batching on the writer thread: inputs of one kind wait in the lane, and a group

@@ -1072,6 +1072,15 @@ fn secret_set_and_grant_commands() -> Result<()> {
             &["grant", "show", "--app", "billing", &id, "--json"],
         )?)?;
         ensure!(shown["account_label"] == "Acme Inc", "{shown}");
+        // A call before the revoke: the host now keeps this grant in memory (SQLite), and the
+        // revoke below comes from another process.
+        rt.block_on(async {
+            rig.a
+                .request(Method::GET, "https://api.stripe.com/v1/customers")
+                .grant_id(&id)
+                .authorize()
+                .await
+        })?;
         let revoked = json_of(&tessera_env(
             dir,
             &envs,
