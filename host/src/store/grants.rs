@@ -298,7 +298,7 @@ pub async fn get_many_with_credential(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = joined_select_of(ids.len());
+    let sql = joined_select_of(&JOINED_SELECT, ids.len());
     on_conn!(db, |conn| {
         let mut query = sqlx::query(&sql);
         for id in ids {
@@ -328,9 +328,7 @@ pub(crate) fn get_many_with_credential_on_sqlite(
     if ids.is_empty() {
         return Ok((Vec::new(), None));
     }
-    let placeholders = vec!["?"; ids.len()].join(", ");
-    let sql = format!("{} WHERE g.id IN ({placeholders})", *EPOCH_JOINED_SELECT);
-    let mut statement = conn.prepare_cached(&sql)?;
+    let mut statement = conn.prepare_cached(&joined_select_of(&EPOCH_JOINED_SELECT, ids.len()))?;
     let mut rows = statement.query(rusqlite::params_from_iter(
         ids.iter().map(ToString::to_string),
     ))?;
@@ -351,13 +349,13 @@ pub(crate) fn epoch_on_sqlite(conn: &rusqlite::Connection) -> Result<i64, StoreE
         .query_row([], |row| row.get(0))?)
 }
 
-/// [`JOINED_SELECT`] for `n` grant ids.
-fn joined_select_of(n: usize) -> String {
+/// `select` (one of the joined reads above) for `n` grant ids.
+fn joined_select_of(select: &str, n: usize) -> String {
     let placeholders = (1..=n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    format!("{} WHERE g.id IN ({placeholders})", *JOINED_SELECT)
+    format!("{select} WHERE g.id IN ({placeholders})")
 }
 
 /// The live (not revoked) grant of this app, provider, principal and account, if any.
